@@ -17,6 +17,16 @@ from ..errors import MetaRepError
 SPLITS = ("train", "val", "test", "all")
 
 
+def _split_sizes(n: int, fractions) -> tuple[int, int]:
+    """(n_train, n_val) of ``n`` items; with 3 or more, every split gets at least one
+    (so 4 alphabets give 2/1/1, not 3/1/0 with an empty test split)."""
+    n_tr, n_va = round(fractions[0] * n), round(fractions[1] * n)
+    if n >= 3:
+        n_tr = max(1, min(n_tr, n - 2))
+        n_va = max(1, min(n_va, n - n_tr - 1))
+    return n_tr, n_va
+
+
 def split_classes(n_classes: int, seed: int, fractions=(0.64, 0.16, 0.20),
                   groups: list[str] | None = None) -> dict[str, list[int]]:
     """Disjoint train/val/test class indices, deterministic in ``seed``.
@@ -28,15 +38,13 @@ def split_classes(n_classes: int, seed: int, fractions=(0.64, 0.16, 0.20),
     if groups is not None and len(set(groups)) >= 3:
         names = sorted(set(groups))
         order = [names[i] for i in rng.permutation(len(names))]
-        n_tr = max(1, round(fractions[0] * len(names)))
-        n_va = max(1, round(fractions[1] * len(names)))
+        n_tr, n_va = _split_sizes(len(names), fractions)
         parts = {"train": set(order[:n_tr]), "val": set(order[n_tr:n_tr + n_va]),
                  "test": set(order[n_tr + n_va:])}
         out = {k: [i for i, g in enumerate(groups) if g in v] for k, v in parts.items()}
     else:
         perm = rng.permutation(n_classes).tolist()
-        n_tr = round(fractions[0] * n_classes)
-        n_va = round(fractions[1] * n_classes)
+        n_tr, n_va = _split_sizes(n_classes, fractions)
         out = {"train": sorted(perm[:n_tr]), "val": sorted(perm[n_tr:n_tr + n_va]),
                "test": sorted(perm[n_tr + n_va:])}
     out["all"] = list(range(n_classes))

@@ -1,0 +1,1 @@
+"""MetaRep Explorer's Streamlit front end (entry: app/main.py)."""

@@ -1,0 +1,65 @@
+"""MetaRep Explorer — entry point (`streamlit run app/main.py`).
+
+Pages (st.navigation; URL path -> script). The default page is served at the root:
+    /           views/episodes.py   support & query grids, "new episode"   (url_path "episodes";
+                                    Streamlit serves a default page at "/" only)
+    /train      views/train.py      meta-training in the background pool, checkpoints
+    /adapt      views/adapt.py      watch adaptation: scrub the trace step by step
+    /embedding  views/embedding.py  UMAP / t-SNE / PCA of the embedding space
+    /compare    views/compare.py    several learners on identical episodes
+    /theory     views/theory.py     the four families and each algorithm (LaTeX)
+
+Settings live in the URL: ?lang=en|zh&dataset=glyphs&algorithm=protonet&n_way=5&k_shot=1
+&n_query=5&seed=0&split=test. Stable widget keys for browser tests: sidebar "lang",
+"dataset", "algorithm", "n_way", "k_shot", "n_query", "seed", "split"; episodes
+"new_episode"; train "train_steps", "train_fresh", "train_start", "train_stop",
+"hp_<algorithm>_<name>", "download_checkpoint", "upload_checkpoint"; adapt "adapt_sample",
+"adapt_step" (slider), "adapt_play"; embedding "emb_method" (umap/tsne/pca; computed on
+change, no button), "emb_dim", "emb_samples", "emb_neighbors", "emb_perplexity",
+"emb_color"; compare "compare_algorithms", "compare_episodes", "compare_run", "compare_csv",
+"compare_json". In the browser a widget with key K has the CSS class "st-key-K" (e.g.
+`.st-key-train_start button`). A page is done when [data-test-script-state='notRunning']
+shows and no [data-testid='stException'] does. Training runs in a background pool; the
+Train page polls it every second (a fragment), so the script state flips while it runs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the root
+    sys.path.insert(0, str(ROOT))
+# Importing the projection module first points numba's on-disk cache (UMAP's compiled
+# code) at $METAREP_CACHE/numba before anything imports umap or numba.
+import metarep_core.projection  # noqa: E402,F401
+# pandas is imported lazily by Streamlit and plotly; importing it for the first time in
+# two threads at once (a page and a training worker) fails half-initialised. Do it now.
+import pandas  # noqa: E402,F401
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+# One intra-op thread per page run and per training worker: a server's parallelism
+# comes from its many sessions, and on a small machine extra torch threads only
+# spin against each other (and against other users).
+torch.set_num_threads(int(os.environ.get("METAREP_TORCH_THREADS", "1")))
+
+from app import services, sidebar, state  # noqa: E402
+from app.i18n import t  # noqa: E402
+
+st.set_page_config(page_title="MetaRep Explorer", page_icon=":material/psychology:", layout="wide")
+state.init_from_url()
+services.warm_up_projection()
+
+# Material icons ship with Streamlit (emoji need the viewer's fonts).
+PAGES = [("episodes", ":material/style:"), ("train", ":material/model_training:"),
+         ("adapt", ":material/timeline:"), ("embedding", ":material/scatter_plot:"),
+         ("compare", ":material/compare_arrows:"), ("theory", ":material/menu_book:")]
+st.session_state["_ctx"] = sidebar.render()
+navigation = st.navigation([
+    st.Page(f"views/{name}.py", title=t(f"page.{name}"), icon=icon, url_path=name,
+            default=(name == "episodes"))
+    for name, icon in PAGES
+])
+navigation.run()

@@ -1,0 +1,137 @@
+"""The sidebar shared by every page: language, dataset (or upload), algorithm,
+N-way, K-shot, queries, seed and split. Every choice is a widget keyed by its
+settings name, mirrored in the URL by :mod:`app.state`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from app import services, state, uploads
+from app.i18n import LANGUAGES, t
+from app.jobs import TrainingJob, adopt_result
+from metarep_core.errors import MetaRepError
+from metarep_core.learners import get_learner_class
+
+
+@dataclass
+class Context:
+    """What a page needs from the sidebar. ``dataset`` is None when it could not be
+    loaded (``error`` says why)."""
+
+    settings: state.Settings
+    dataset: object = None
+    dataset_id: str = ""
+    task: str = "classification"
+    error: str | None = None
+
+
+def _upload_box() -> None:
+    """The zip uploader; a good archive becomes this session's "upload" dataset."""
+    file = st.file_uploader(t("upload.label"), type=["zip"], key="upload_file",
+                            help=t("upload.help"))
+    if file is None:
+        return
+    data = file.getvalue()
+    if st.session_state.get("_upload_seen") == (file.name, len(data)):
+        return
+    st.session_state["_upload_seen"] = (file.name, len(data))
+    try:
+        with st.spinner(t("upload.reading")):
+            uploads.accept_dataset_upload(file.name, data)
+    except MetaRepError as exc:
+        st.session_state["_upload_error"] = str(exc)
+    else:
+        st.session_state.pop("_upload_error", None)
+        # A new set of classes is most often a test set for a trained model: use all of
+        # its classes (the split box is drawn after this, so it may still be changed).
+        st.session_state["split"] = "all"
+
+
+def _job_status() -> None:
+    job: TrainingJob | None = st.session_state.get("job")
+    if job is None:
+        return
+    if job.active:
+        st.caption(t("sidebar.job_running", step=job.step, steps=job.steps))
+    if job.status in ("done", "stopped") and not job.collected:
+        adopt_result(job)
+
+
+def render() -> Context:
+    """Draw the sidebar and return this run's :class:`Context`."""
+    ss = st.session_state
+    with st.sidebar:
+        st.selectbox(t("sidebar.language"), list(LANGUAGES), key="lang",
+                     format_func=LANGUAGES.get)
+        choices = state.dataset_choices()
+        if ss.get("dataset") not in choices:
+            ss["dataset"] = state.DEFAULTS.dataset
+        st.selectbox(t("sidebar.dataset"), choices, key="dataset",
+                     format_func=services.label_func("dataset."))
+        if ss["dataset"] == state.UPLOAD:
+            _upload_box()
+            if ss.get("_upload_error"):
+                st.error(ss["_upload_error"])
+            elif ss.get("upload"):
+                up = ss["upload"]
+                ds = up["dataset"]
+                st.caption(t("upload.summary", name=up["name"], classes=ds.n_classes,
+                             images=sum(int(x.shape[0]) for x in ds.images)))
+                if ds.params.get("skipped_files"):
+                    st.warning(t("upload.skipped", n=ds.params["skipped_files"]))
+
+        ctx = Context(settings=state.current())
+        try:
+            with st.spinner(t("sidebar.loading_dataset")):
+                ctx.dataset, ctx.dataset_id = services.current_dataset(ctx.settings)
+            ctx.task = services.dataset_task(ctx.dataset)
+        except MetaRepError as exc:
+            ctx.error = str(exc)
+        ss["_task"] = ctx.task
+
+        options = services.algorithms_for(ctx.task)
+        if ss.get("algorithm") not in options:
+            ss["algorithm"] = state.DEFAULTS.algorithm if state.DEFAULTS.algorithm in options \
+                else options[0]
+        st.selectbox(t("sidebar.algorithm"), options, key="algorithm",
+                     format_func=services.label_func(None))
+        cls = get_learner_class(ss["algorithm"])
+        st.caption(f"{t('family.' + cls.family)} — {cls.paper}")
+
+        regression = ctx.task == "regression"
+        c1, c2 = st.columns(2)
+        if regression:
+            # One output: show N = 1, and keep the classification N for when the user
+            # switches back (an unrendered widget's value is dropped by Streamlit).
+            if "n_way" in ss:
+                ss["_n_way_saved"] = ss["n_way"]
+            c1.number_input(t("sidebar.n_way"), value=1, disabled=True, key="n_way_fixed",
+                            help=t("sidebar.n_way_regression"))
+        else:
+            if "n_way" not in ss:
+                ss["n_way"] = ss.get("_n_way_saved", state.DEFAULTS.n_way)
+            c1.number_input(t("sidebar.n_way"), *state.LIMITS["n_way"], key="n_way", step=1,
+                            help=t("sidebar.n_way_help"))
+        c2.number_input(t("sidebar.k_shot"), *state.LIMITS["k_shot"], key="k_shot", step=1,
+                        help=t("sidebar.k_shot_help"))
+        c3, c4 = st.columns(2)
+        c3.number_input(t("sidebar.n_query"), *state.LIMITS["n_query"], key="n_query", step=1,
+                        help=t("sidebar.n_query_help"))
+        c4.number_input(t("sidebar.seed"), *state.LIMITS["seed"], key="seed", step=1,
+                        help=t("sidebar.seed_help"))
+        st.selectbox(t("sidebar.split"), state.SPLITS, key="split",
+                     format_func=services.label_func("split."))
+        if ss.get("_url_warnings"):
+            st.warning(t("sidebar.url_ignored", values=", ".join(ss["_url_warnings"])))
+        _job_status()
+
+    ctx.settings = state.current()
+    state.write_url(ctx.settings)
+    return ctx
+
+
+def context() -> Context:
+    """The context main.py computed for this run (pages call this)."""
+    return st.session_state["_ctx"]

@@ -1,0 +1,68 @@
+"""What a user uploads: a zip of class folders (a dataset) or a checkpoint.
+
+Both land in the user's ``st.session_state`` only. Both are checked by the core
+(``load_image_archive``: not a zip, corrupt, no class folders, non-image files,
+zip-slip, zip bomb; ``load_checkpoint``: safetensors only, never unpickled, the
+algorithm checked) and by the shape checks here; every refusal is a
+:class:`MetaRepError` whose text the page shows.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from app import state
+from app.i18n import t
+from metarep_core.errors import MetaRepError
+
+IMAGE_SIZE = 28  # uploads are resized to the shipped models' input size
+
+
+def dataset_from_zip(name: str, data: bytes, image_size: int = IMAGE_SIZE):
+    """A ClassDataset from a zip's bytes (class folders or the Omniglot layout).
+    Raises MetaRepError with the core's explanation when the archive is refused."""
+    from metarep_core.data import load_image_archive
+    if not data:
+        raise MetaRepError(t("upload.empty", name=name))
+    return load_image_archive(data, name=name, image_size=image_size, seed=0)
+
+
+def accept_dataset_upload(name: str, data: bytes) -> dict:
+    """Validate an uploaded zip and make it this session's "upload" dataset."""
+    dataset = dataset_from_zip(name, data)
+    entry = {"dataset": dataset, "name": name,
+             "id": "upload:" + hashlib.sha1(data).hexdigest()[:12]}
+    st.session_state["upload"] = entry
+    return entry
+
+
+def learner_from_checkpoint(data: bytes, *, algorithm: str, n_way: int, input_shape, task: str):
+    """(learner, metadata) from uploaded checkpoint bytes, refused unless it is a
+    safetensors checkpoint of ``algorithm`` for ``n_way`` classes of ``input_shape``."""
+    from metarep_core.checkpoints import load_checkpoint
+    try:
+        learner, meta = load_checkpoint(data, expected_algorithm=algorithm)
+    except MetaRepError:
+        raise
+    except Exception as exc:  # a file the safetensors reader cannot even parse
+        raise MetaRepError(t("checkpoint.unreadable", error=type(exc).__name__)) from None
+    got = (int(learner.n_way), tuple(learner.input_shape), learner.task)
+    want = (int(n_way), tuple(int(s) for s in input_shape), task)
+    if got != want:
+        raise MetaRepError(t("checkpoint.shape_mismatch", got=_describe(*got), want=_describe(*want)))
+    return learner.eval(), dict(meta or {})
+
+
+def _describe(n_way, shape, task) -> str:
+    return f"{task}, n_way={n_way}, input {'x'.join(map(str, shape))}"
+
+
+def accept_checkpoint_upload(data: bytes, name: str, ctx) -> dict:
+    """Load an uploaded checkpoint as the session's model for the sidebar's key."""
+    s = ctx.settings
+    learner, meta = learner_from_checkpoint(data, algorithm=s.algorithm, n_way=s.n_way,
+                                            input_shape=ctx.dataset.input_shape, task=ctx.task)
+    key = state.model_key(s.algorithm, ctx.dataset_id, s.n_way, ctx.dataset.input_shape)
+    state.set_model(key, learner, "uploaded", dict(meta, file=name))
+    return state.session_models()[key]

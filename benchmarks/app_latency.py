@@ -1,0 +1,290 @@
+"""Latency of the real app in a real browser (Debian's Chromium via Playwright).
+
+    .venv/bin/python benchmarks/app_latency.py            # everything, ~5-10 min
+    .venv/bin/python benchmarks/app_latency.py --only first,episode,slider,umap
+    .venv/bin/python benchmarks/app_latency.py --sessions 30 --only load
+
+Prints one JSON object per line ("bench": name, figures in ms, "goal_ms" from issue 3):
+  app-first-page      first page usable (episode grid drawn) after the server is healthy
+  new-episode         click "new episode" -> the support grid redrawn, script idle (p50/p95)
+  slider-step         one arrow-key step of the adaptation slider -> that step shown (p50/p95)
+  umap-first          the first UMAP a user asks for in a fresh server (numba disk cache warm)
+  umap-first-cold     the same with an empty numba cache (a fresh container)
+  umap-1000           UMAP of 1,000 samples (+ the episode) once warm (both panels: before/after)
+  load                N sessions open at once, one training: the interactions above (p95),
+                      the server's RSS (current and peak, process tree)
+
+Latencies are measured inside the browser: from the input event (a capturing listener on
+the document) to the first animation frame where the result is on screen and the app's
+script state is notRunning. Everything is on loopback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from browser_harness import (APP_IDLE, EXCEPTION, RunWatcher, StreamlitServer,  # noqa: E402
+                             launch_chromium, wait_idle)
+
+STEP_LABEL = None  # "Step" in English, read from the app's strings at start-up
+
+# Installed in every page: time stamps of the last input event, and a predicate helper
+# that notes when it first became true (evaluated by wait_for_function every frame).
+INIT_JS = """
+window.__t0 = null;
+for (const type of ['mousedown', 'keydown']) {
+  document.addEventListener(type, () => { window.__t0 = performance.now(); }, true);
+}
+window.__done = (ok) => { if (ok) window.__t1 = performance.now(); return ok; };
+"""
+IDLE_JS = f"document.querySelector(\"{APP_IDLE}\") !== null"
+
+
+def pct(values, q):
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))], 1)
+
+
+def summary(bench, values, goal_ms=None, **extra):
+    out = {"bench": bench, "n": len(values), "p50_ms": pct(values, 50), "p95_ms": pct(values, 95),
+           "max_ms": round(max(values), 1)}
+    if goal_ms is not None:
+        out["goal_p95_ms"] = goal_ms
+        out["meets_goal"] = out["p95_ms"] <= goal_ms
+    out.update(extra)
+    return out
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def timed(page, action, predicate_js="true", changed=None, timeout_ms=120_000):
+    """ms from the input event `action` makes to the first frame where `predicate_js`
+    holds, the chart with key `changed` (if given) is redrawn differently from before the
+    action, and the script is idle; measured with the browser's clock."""
+    page.evaluate("() => { window.__t0 = null; window.__t1 = null; }")
+    if changed:
+        sel = f".st-key-{changed}"
+        page.evaluate("(sel) => window.__sig = document.querySelector(sel).innerHTML", sel)
+        predicate_js = (f"({predicate_js}) && document.querySelector('{sel} .main-svg') !== null"
+                        f" && document.querySelector('{sel}').innerHTML !== window.__sig")
+    t_py = time.perf_counter()
+    action()
+    page.wait_for_function(f"() => window.__done(({predicate_js}) && {IDLE_JS})",
+                           polling="raf", timeout=timeout_ms)
+    t0, t1 = page.evaluate("() => [window.__t0, window.__t1]")
+    if t0 is None:  # the action was not an input event (e.g. a navigation)
+        return (time.perf_counter() - t_py) * 1000
+    return t1 - t0
+
+
+class Session:
+    """One browser context = one Streamlit session."""
+
+    def __init__(self, browser, server):
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.context.add_init_script(INIT_JS)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(180_000)
+        self.server = server
+        self.runs = RunWatcher(self.page)
+
+    def open(self, path=""):
+        self.runs.run(lambda: self.page.goto(f"{self.server.url}/{path}"), 180_000)
+        self.check()
+
+    def key(self, key):
+        return self.page.locator(f".st-key-{key}")
+
+    def check(self):
+        if self.page.locator(EXCEPTION).count():
+            raise RuntimeError("exception on the page: " + self.page.locator(EXCEPTION).first.inner_text()[:1500])
+
+    def new_episode(self):
+        """Click "new episode"; ms until the redrawn support grid is on screen."""
+        ms = timed(self.page, self.key("new_episode").locator("button").click, changed="episode_support")
+        self.check()
+        return ms
+
+    def slider_step(self):
+        """One arrow-key step of the adaptation slider (bouncing between the ends); ms
+        until the page shows "Step i/last" for the new step."""
+        slider = self.key("adapt_step").locator("input[type='range']")
+        now, last = int(slider.input_value()), int(slider.get_attribute("max"))
+        direction = getattr(self, "_dir", 1)
+        if not 0 <= now + direction <= last:
+            direction = -direction
+        self._dir = direction
+        target = now + direction
+        slider.focus()
+        label = json.dumps(f"{STEP_LABEL} {target}/{last}")
+        ms = timed(self.page, lambda: slider.press("ArrowRight" if direction > 0 else "ArrowLeft"),
+                   f"document.querySelector(\"[data-testid='stMain']\").innerText.includes({label})")
+        self.check()
+        return ms
+
+    def close(self):
+        self.context.close()
+
+
+def charts_drawn_js(keys):
+    return " && ".join(f"document.querySelector('.st-key-{k} .main-svg') !== null" for k in keys)
+
+
+def bench_fresh_server(browser, args, cold_numba=False):
+    """First page, then the first UMAP, in a server started just now."""
+    env = {}
+    if cold_numba:
+        env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="metarep-numba-cold-")
+    server = StreamlitServer(extra_env=env).start()
+    try:
+        healthy_s = server.wait_healthy(180)
+        s = Session(browser, server)
+        t0 = time.perf_counter()
+        s.open("")  # episodes is the default page, at the root URL
+        s.page.wait_for_selector(".st-key-episode_support .main-svg", state="attached")
+        first_ms = (time.perf_counter() - t0) * 1000
+        if not cold_numba:
+            emit({"bench": "app-first-page", "ms": round(first_ms, 1), "goal_ms": 5000,
+                  "meets_goal": first_ms <= 5000, "server_start_to_healthy_s": round(healthy_s, 2)})
+        link = s.page.locator("[data-testid='stSidebarNav'] a[href$='/embedding']")
+        ms = timed(s.page, link.click, charts_drawn_js(["emb_before", "emb_after"]), timeout_ms=300_000)
+        s.check()
+        emit({"bench": "umap-first-cold" if cold_numba else "umap-first", "ms": round(ms, 1),
+              "goal_ms": 5000, "meets_goal": ms <= 5000,
+              "points": "episode + 200 samples (page default), before and after panels",
+              "since_server_healthy_s": round(time.perf_counter() - t0, 1)})
+        if not cold_numba:
+            # The first 1,000-sample UMAP in this server (the slider's End key = 1000).
+            samples = s.key("emb_samples").locator("input[type='range']")
+            samples.focus()
+            ms = timed(s.page, lambda: samples.press("End"), changed="emb_after", timeout_ms=300_000)
+            s.check()
+            emit({"bench": "umap-1000-first-in-server", "ms": round(ms, 1), "goal_ms": 5000,
+                  "meets_goal": ms <= 5000})
+        s.close()
+    finally:
+        server.stop()
+
+
+def bench_interactions(browser, server, args):
+    s = Session(browser, server)
+    s.open("")  # episodes is the default page, at the root URL
+    emit(summary("new-episode", [s.new_episode() for _ in range(args.repeats)], 300))
+    s.open("adapt?k_shot=5")
+    emit(summary("slider-step", [s.slider_step() for _ in range(args.repeats)], 300,
+                 trace="protonet 5-way 5-shot (6 steps)"))
+    s.close()
+
+
+def bench_umap_warm(browser, server, args):
+    """1,000 samples, warm: each n_neighbors change is a new UMAP of the same points."""
+    s = Session(browser, server)
+    s.open("embedding")
+    s.page.wait_for_selector(".st-key-emb_after .main-svg", state="attached")
+    samples = s.key("emb_samples").locator("input[type='range']")
+    samples.focus()
+    timed(s.page, lambda: samples.press("End"), changed="emb_after", timeout_ms=300_000)
+    assert samples.input_value() == "1000", samples.input_value()
+    neighbors = s.key("emb_neighbors").locator("input[type='range']")
+    values = []
+    for _ in range(args.umap_repeats):
+        neighbors.focus()
+        values.append(timed(s.page, lambda: neighbors.press("ArrowLeft"), changed="emb_after", timeout_ms=300_000))
+        s.check()
+    emit(summary("umap-1000", values, 2000, points="1,000 samples + episode (~1,035), before and after panels"))
+    s.close()
+
+
+def bench_load(browser, server, args):
+    """N sessions at once, one of them training; interactions in the others."""
+    t0 = time.perf_counter()
+    sessions = [Session(browser, server) for _ in range(args.sessions)]
+    for i, s in enumerate(sessions):  # all navigations in flight together
+        path = "train" if i == 0 else ("adapt?k_shot=5" if i % 2 else "")
+        s.page.goto(f"{server.url}/{path}", wait_until="commit")
+    for s in sessions:
+        wait_idle(s.page, 300_000)
+        s.check()
+    open_s = time.perf_counter() - t0
+    trainer = sessions[0]
+    steps = trainer.key("train_steps").locator("input")
+    steps.fill(str(args.train_steps))
+    steps.press("Enter")
+    wait_idle(trainer.page)
+    trainer.runs.run(trainer.key("train_start").locator("button").click)
+    memory_peak = server.memory_mb()
+    episode, slider = [], []
+    others = sessions[1:]
+    for r in range(args.repeats):
+        s = others[r % len(others)]
+        if s.key("new_episode").count():
+            episode.append(s.new_episode())
+        else:
+            slider.append(s.slider_step())
+        memory_peak = max(memory_peak, server.memory_mb(), key=lambda m: m["rss_mb"])
+    still_training = trainer.page.locator("[data-testid='stAlertContentSuccess']").count() == 0
+    mem = server.memory_mb()
+    everything = episode + slider
+    emit(summary("load", everything, 2000, sessions=args.sessions, open_all_s=round(open_s, 1),
+                 new_episode_p95_ms=pct(episode, 95) if episode else None,
+                 slider_step_p95_ms=pct(slider, 95) if slider else None,
+                 training_during_measurement=still_training,
+                 server_rss_mb=mem["rss_mb"], server_peak_rss_mb=max(mem["peak_rss_mb"], memory_peak["peak_rss_mb"]),
+                 rss_goal_mb=4096, rss_meets_goal=mem["peak_rss_mb"] < 4096))
+    stop = trainer.key("train_stop").locator("button")
+    if stop.is_enabled():
+        stop.click()
+    for s in sessions:
+        s.close()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="first,cold,episode,slider,umap,load",
+                        help="comma-separated subset of: first, cold, episode, slider, umap, load")
+    parser.add_argument("--repeats", type=int, default=20, help="interactions per latency figure")
+    parser.add_argument("--umap-repeats", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--train-steps", type=int, default=2000, help="the load test's background training")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+
+    global STEP_LABEL
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from app.i18n import t
+    STEP_LABEL = t("adapt.step", lang="en")
+
+    from playwright.sync_api import sync_playwright
+    emit({"bench": "machine", "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+          "note": "shared machine: the load average above is other work running at the same time"})
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            if "first" in only:
+                bench_fresh_server(browser, args)
+            if "cold" in only:
+                bench_fresh_server(browser, args, cold_numba=True)
+            if only & {"episode", "slider", "umap", "load"}:
+                with StreamlitServer() as server:
+                    server.wait_healthy(180)
+                    if "episode" in only or "slider" in only:
+                        bench_interactions(browser, server, args)
+                    if "umap" in only:
+                        bench_umap_warm(browser, server, args)
+                    if "load" in only:
+                        bench_load(browser, server, args)
+        finally:
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()

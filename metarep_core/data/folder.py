@@ -1,0 +1,175 @@
+"""folder / zip: the user's own images as a :class:`ClassDataset`.
+
+Two layouts are recognised automatically, from a directory or a ``.zip``:
+
+* class folders — ``root/<class>/*.png``: one class per folder;
+* Omniglot — ``root/<alphabet>/<character>/*.png``: class ``"alphabet/character"``,
+  group ``"alphabet"``; with 3 or more alphabets the splits go by alphabet, so test
+  classes come from unseen alphabets (Omniglot's protocol).
+
+A single top folder that holds everything (``images_background/...``, or the folder
+a zip tool adds) is looked through. Images are converted to grayscale (``channels=1``)
+or RGB (``channels=3``) and resized to ``image_size`` x ``image_size``. Grayscale sets
+whose mean is bright (dark strokes on white paper, like Omniglot) are inverted, so ink
+is 1 and background 0 as in glyphs; ``params["inverted"]`` records it.
+``rotate=True`` adds the 90/180/270-degree rotations of every class as new classes
+(kept in the split of their original, so no rotation of a test class is trained on).
+
+Validation: a missing path, a file that is not a zip, a corrupt zip, unsafe entries
+and zip bombs (:mod:`.archive`), no class folders, no images, and an image file that
+does not decode (named) all raise :class:`MetaRepError`. Files with non-image
+extensions (notes, ``.DS_Store``) are skipped and counted in ``params["skipped_files"]``.
+"""
+from __future__ import annotations
+
+import io
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import MetaRepError
+from .archive import IMAGE_EXTENSIONS, ArchiveLimits, read_dir_images, read_zip_images
+from .base import ClassDataset, split_classes
+
+ROTATIONS = (90, 180, 270)
+MAX_PIXELS = 40_000_000  # per image, before resizing: a tiny PNG can declare a huge canvas
+
+
+def parse_folder_spec(spec: str) -> tuple[str, bool]:
+    """``"folder:PATH[?rotate=1]"`` -> (PATH, rotate)."""
+    body = spec[len("folder:"):]
+    rotate = False
+    if "?" in body:
+        path, query = body.rsplit("?", 1)
+        for item in filter(None, query.split("&")):
+            key, _, value = item.partition("=")
+            if key != "rotate" or value not in ("0", "1", "true", "false", ""):
+                raise MetaRepError(f"unknown folder option {item!r} in {spec!r}; "
+                                   "allowed: rotate=1 or rotate=0")
+            rotate = value in ("1", "true", "")
+        body = path
+    if not body:
+        raise MetaRepError(f"dataset {spec!r} names no path; use folder:PATH (a directory or .zip)")
+    return os.path.expanduser(body), rotate
+
+
+def _gather(source, limits: ArchiveLimits):
+    """[(path parts, bytes or Path)], skipped count, label for messages."""
+    if isinstance(source, (bytes, bytearray)):
+        items, skipped = read_zip_images(bytes(source), limits)
+        return items, skipped, "the uploaded zip"
+    path = Path(source)
+    if not path.exists():
+        raise MetaRepError(f"dataset folder or zip {str(path)!r} does not exist")
+    if path.is_dir():
+        items, skipped = read_dir_images(path)
+        if len(items) > limits.max_entries:
+            raise MetaRepError(f"the folder {str(path)!r} holds {len(items)} images; at most "
+                               f"{limits.max_entries} are allowed")
+        return items, skipped, repr(str(path))
+    items, skipped = read_zip_images(path, limits)
+    return items, skipped, repr(str(path))
+
+
+def _classes(items, label: str) -> tuple[dict[str, list], dict[str, str | None]]:
+    """Group image files into classes by their folder; detect the layout."""
+    dirs = [parts[:-1] for parts, _ in items]
+    # Look through a single top folder that holds every image (zip tools add one).
+    depth = 0
+    while all(len(d) > depth + 1 for d in dirs) and len({d[depth] for d in dirs}) == 1:
+        depth += 1
+    by_class: dict[str, list] = defaultdict(list)
+    group_of: dict[str, str | None] = {}
+    for (parts, src), d in zip(items, dirs):
+        rel = d[depth:]
+        if not rel:
+            continue  # a loose image next to the class folders belongs to no class
+        name = "/".join(rel)
+        by_class[name].append((parts, src))
+        group_of[name] = rel[0] if len(rel) >= 2 else None
+    if not by_class:
+        raise MetaRepError(
+            f"{label} has no class folders: put each class's images in its own folder "
+            "(root/<class>/*.png) or use the Omniglot layout (root/<alphabet>/<character>/*.png)")
+    if any(g is None for g in group_of.values()):
+        group_of = {k: None for k in group_of}  # mixed depths: plain class folders
+    return dict(sorted(by_class.items())), group_of
+
+
+def _decode(src, parts, size: int, mode: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise MetaRepError(
+                    f"the image {'/'.join(parts)!r} is {im.width}x{im.height} pixels; at most "
+                    f"{MAX_PIXELS // 1_000_000} megapixels are allowed")
+            im.draft(mode, (size, size))  # JPEG: decode at a reduced scale directly
+            im = im.convert(mode)
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise MetaRepError(f"the file {'/'.join(parts)!r} has an image extension but is not a "
+                           f"readable image ({type(exc).__name__}); fix or remove it") from None
+
+
+def load_folder(source, *, seed: int = 0, image_size: int = 28, channels: int = 1,
+                rotate: bool = False, name: str | None = None,
+                limits: ArchiveLimits | None = None, invert: bool | None = None) -> ClassDataset:
+    """Load images from a directory, a ``.zip`` path or zip ``bytes`` (see module doc).
+
+    Returns a :class:`ClassDataset` with images (n_c, channels, image_size, image_size).
+    ``invert=None`` decides from the data (grayscale only); True/False forces it.
+    """
+    limits = limits or ArchiveLimits()
+    items, skipped, label = _gather(source, limits)
+    if not items:
+        raise MetaRepError(f"{label} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                           f"{skipped} other files were found")
+    by_class, group_of = _classes(items, label)
+    mode = "L" if channels == 1 else "RGB"
+    flat = [(src, parts) for files in by_class.values() for parts, src in files]
+    # Decoding is C code that releases the GIL, so a few threads help (~19k Omniglot PNGs).
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        arrays = list(pool.map(lambda sp: _decode(sp[0], sp[1], image_size, mode), flat,
+                               chunksize=256))
+    x = torch.from_numpy(np.stack(arrays)).to(torch.float32).div_(255.0)
+    x = x.unsqueeze(1) if channels == 1 else x.permute(0, 3, 1, 2)
+    if invert is None:
+        invert = channels == 1 and x.mean().item() > 0.5
+    if invert:
+        x = 1.0 - x
+    class_names = list(by_class)
+    counts = [len(v) for v in by_class.values()]
+    images = list(torch.split(x.contiguous(), counts))
+    groups = [group_of[c] for c in class_names]
+    has_groups = all(g is not None for g in groups)
+    n_alphabets = len(set(groups)) if has_groups else 0
+    if rotate:
+        base_names, base_groups = class_names, groups
+        for r in ROTATIONS:
+            images += [torch.rot90(im, r // 90, dims=(-2, -1)).contiguous() for im in images[:len(base_names)]]
+            class_names = class_names + [f"{c}@rot{r}" for c in base_names]
+            groups = groups + base_groups
+    if n_alphabets >= 3:
+        split_keys = groups
+    elif rotate:  # split on the original class, so its rotations share its split
+        split_keys = [c.split("@rot")[0] for c in class_names]
+    else:
+        split_keys = None
+    splits = split_classes(len(class_names), seed, groups=split_keys)
+    return ClassDataset(
+        name=name or Path(str(source) if not isinstance(source, (bytes, bytearray)) else "upload").name,
+        class_names=class_names, images=images, splits=splits,
+        groups=groups if has_groups else None,
+        params={"dataset": "folder", "source": None if isinstance(source, (bytes, bytearray)) else str(source),
+                "seed": seed, "image_size": image_size, "channels": channels, "rotate": rotate,
+                "layout": "omniglot" if has_groups else "class_folders", "inverted": bool(invert),
+                "skipped_files": skipped},
+    )

@@ -1,0 +1,163 @@
+"""Matching Networks (Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra 2016,
+"Matching Networks for One Shot Learning").
+
+A query's label distribution is an attention-weighted sum of the support labels:
+
+    P(y | x_hat, S) = sum_i a(x_hat, x_i) y_i,
+    a(x_hat, x_i)  = softmax_i( cos( f(x_hat, S), g(x_i, S) ) )
+
+with one-hot ``y_i``; the loss is the query negative log-likelihood. Without
+full-context embeddings (FCE, the default) ``f = g`` = the Conv-4 embedding.
+
+With ``fce = True`` (the paper's full-context embeddings):
+- ``g(x_i, S) = h_fwd_i + h_bwd_i + g'(x_i)``: a bidirectional LSTM reads the
+  support embeddings (in class-major episode order);
+- ``f(x_hat, S)``: an attention LSTM runs ``fce_steps`` steps,
+  ``h_hat_k, c_k = LSTM(f'(x_hat), [h_{k-1}, r_{k-1}], c_{k-1})``,
+  ``h_k = h_hat_k + f'(x_hat)``, ``r_k = sum_i softmax(h_k . g(x_i)) g(x_i)``.
+  Simplification (as most re-implementations do): the concatenated state
+  ``[h, r]`` enters the LSTM cell as the sum ``h + r``.
+
+``cosine_scale`` multiplies the cosine before the softmax. The paper uses 1 (the
+default); a larger value sharpens the attention. Batch norm uses running
+statistics at adaptation, as ProtoNet does.
+
+Trace (capabilities "attention", "shots_trace"): one step per shot added to every
+class (step k uses the first k shots; no step 0), ``extras["attention"]``
+(n_q, n_way * k).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones import make_backbone
+from ..episodes import Episode
+from . import register
+from ._gbml import trace_step
+from .base import Adapted, HyperParam, MetaLearner
+from ._metric import eval_mode, first_shots
+
+
+def attention(query_emb: torch.Tensor, support_emb: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Softmax over the support of scaled cosine similarities: (n_q, d), (n_s, d) -> (n_q, n_s)."""
+    cos = F.normalize(query_emb, dim=-1) @ F.normalize(support_emb, dim=-1).T
+    return (scale * cos).softmax(-1)
+
+
+def label_probs(attn: torch.Tensor, support_y: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Attention-weighted sum of one-hot support labels: (n_q, n_s) -> (n_q, n_way)."""
+    return attn @ F.one_hot(support_y, n_way).to(attn.dtype)
+
+
+class FullContext(nn.Module):
+    """The paper's full-context embeddings: support BiLSTM ``g`` and attention LSTM ``f``."""
+
+    def __init__(self, d: int, steps: int):
+        super().__init__()
+        self.steps = steps
+        self.support_lstm = nn.LSTM(d, d, batch_first=True, bidirectional=True)
+        self.query_cell = nn.LSTMCell(d, d)
+
+    def support(self, g0: torch.Tensor) -> torch.Tensor:
+        """(n_s, d) -> (n_s, d): forward + backward LSTM states plus a skip connection."""
+        out, _ = self.support_lstm(g0.unsqueeze(0))
+        d = g0.shape[1]
+        return out[0, :, :d] + out[0, :, d:] + g0
+
+    def query(self, f0: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """(n_q, d), context g (n_s, d) -> (n_q, d) after ``steps`` attention-LSTM steps."""
+        h = torch.zeros_like(f0)
+        c = torch.zeros_like(f0)
+        r = torch.zeros_like(f0)
+        for _ in range(self.steps):
+            h_hat, c = self.query_cell(f0, (h + r, c))
+            h = h_hat + f0
+            r = (h @ g.T).softmax(-1) @ g
+        return h
+
+
+@register
+class MatchingNetworks(MetaLearner):
+    name = "matching"
+    title = "Matching Networks"
+    family = "metric"
+    paper = "Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra 2016, Matching Networks for One Shot Learning"
+    summary = "cosine attention over the support set; a query's label is the attention-weighted vote"
+    hyperparams = (
+        HyperParam("fce", False, "bool", help="full-context embeddings (BiLSTM support, attention-LSTM queries)"),
+        HyperParam("fce_steps", 3, "int", 1, 10, help="processing steps of the attention LSTM (with fce)"),
+        HyperParam("cosine_scale", 1.0, "float", 0.1, 100.0, log=True,
+                   help="multiplies the cosine before the softmax (paper: 1)"),
+        HyperParam("hidden", 64, "int", 8, 128, help="channels of the Conv-4 body"),
+    )
+    capabilities = frozenset({"attention", "shots_trace"})
+    tasks = frozenset({"classification"})
+    order = 50
+
+    def __init__(self, input_shape, n_way, task="classification", **hp):
+        super().__init__(input_shape, n_way, task, **hp)
+        self.backbone = make_backbone(self.input_shape, hidden=self.hp["hidden"])
+        self.context = FullContext(self.backbone.out_dim, self.hp["fce_steps"]) if self.hp["fce"] else None
+
+    def _contextual(self, support_emb, query_emb):
+        """(g(S), f(Q, S)): the full-context embeddings, or the plain ones without FCE."""
+        if self.context is None:
+            return support_emb, query_emb
+        g = self.context.support(support_emb)
+        return g, self.context.query(query_emb, g)
+
+    def _probs(self, support_emb, support_y, query_emb, n_way):
+        g, f = self._contextual(support_emb, query_emb)
+        attn = attention(f, g, self.hp["cosine_scale"])
+        return label_probs(attn, support_y, n_way), attn
+
+    def meta_step(self, episodes: list[Episode]) -> dict[str, float]:
+        self.train()
+        xs = [ep.support_x for ep in episodes] + [ep.query_x for ep in episodes]
+        parts = torch.split(self.backbone(torch.cat(xs)), [x.shape[0] for x in xs])
+        n = len(episodes)
+        loss, correct, total = 0.0, 0, 0
+        for i, ep in enumerate(episodes):
+            probs, _ = self._probs(parts[i], ep.support_y, parts[n + i], ep.n_way)
+            loss = loss + F.nll_loss(probs.clamp_min(1e-8).log(), ep.query_y)
+            correct += int((probs.argmax(1) == ep.query_y).sum())
+            total += ep.query_y.numel()
+        loss = loss / n
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), "accuracy": correct / total}
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The context-free embedding g'(x): (n, d)."""
+        with torch.no_grad(), eval_mode(self.backbone):
+            return self.backbone(x)
+
+    def adapt(self, episode: Episode, record: bool = False) -> Adapted:
+        with torch.no_grad(), eval_mode(self):
+            support_emb = self.embed(episode.support_x)
+            support_y, n_way = episode.support_y, episode.n_way
+            g = self.context.support(support_emb) if self.context is not None else support_emb
+
+            def predict(x):
+                with torch.no_grad():
+                    f = self.embed(x)
+                    if self.context is not None:
+                        f = self.context.query(f, g)
+                    return label_probs(attention(f, g, self.hp["cosine_scale"]), support_y, n_way)
+
+            trace = None
+            if record:
+                query_emb = self.embed(episode.query_x)
+                trace = []
+                for k in range(1, episode.k_shot + 1):
+                    used = first_shots(support_y, k)
+                    q_probs, attn = self._probs(support_emb[used], support_y[used], query_emb, n_way)
+                    s_probs, _ = self._probs(support_emb[used], support_y[used], support_emb[used], n_way)
+                    step = trace_step(k, f"{k} shot" + ("" if k == 1 else "s"), episode.with_shots(k),
+                                      s_probs.clamp_min(1e-8).log(), q_probs.clamp_min(1e-8).log(),
+                                      support_emb, query_emb, {"attention": attn.cpu().numpy()})
+                    trace.append(step)
+        return Adapted(predict, self.embed, trace)

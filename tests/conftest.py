@@ -1,0 +1,49 @@
+"""Fixtures for the real-browser tests: the Streamlit server and Chromium.
+
+Kept minimal and light at import (no torch, no Playwright until a browser test asks);
+other areas keep their fixtures in their own test files.
+"""
+from __future__ import annotations
+
+import pytest
+
+try:  # tests/ is a rootdir on sys.path (no __init__.py) ...
+    from browser_harness import StreamlitServer, launch_chromium
+except ImportError:  # ... or a package, if someone adds tests/__init__.py
+    from tests.browser_harness import StreamlitServer, launch_chromium
+
+
+@pytest.fixture(scope="session")
+def app_server():
+    """`streamlit run app/main.py` on a free port, healthy; torn down with its process group."""
+    server = StreamlitServer().start()
+    try:
+        server.wait_healthy(timeout_s=90)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's headless Chromium driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    """A fresh browser context (its own cookies, hence its own Streamlit session) per test."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()

@@ -1,0 +1,217 @@
+"""End to end in a real browser: `streamlit run app/main.py` driven by Debian's headless
+Chromium. Visits every page, samples an episode, trains briefly, scrubs the adaptation
+slider, computes a UMAP, switches to Chinese; no page may show an exception. Waits on
+the app's own signals (health endpoint, the script-state attribute, the websocket's
+script_finished), never on sleeps. A full-page screenshot of every page goes to
+test-artifacts/screenshots/.
+
+Widgets are found by their keys (`.st-key-<key>`), listed in app/main.py's docstring,
+so the test does not depend on the language of the labels.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app.i18n import t  # the app's own strings (plain JSON), to match what it shows
+
+try:
+    from browser_harness import EXCEPTION, RunWatcher, full_page_screenshot, wait_idle
+except ImportError:  # tests/ as a package
+    from tests.browser_harness import EXCEPTION, RunWatcher, full_page_screenshot, wait_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+CJK = re.compile(r"[\u4e00-\u9fff]")
+SLOW_MS = 120_000  # first UMAP / first model load on a loaded 2-core machine
+# Notes the first exception element that appears at any moment (a fragment run during
+# training, a transient rerun), not only when the test happens to look.
+SEE_EXCEPTIONS_JS = """
+new MutationObserver((records) => {
+  const sel = "[data-testid='stException']";
+  for (const r of records) for (const n of r.addedNodes) {
+    if (window.__stException || n.nodeType !== 1) continue;
+    const e = n.matches(sel) ? n : n.querySelector(sel);
+    if (e) window.__stException = e.innerText || e.textContent || "stException";
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+class App:
+    """One browser session on the app: navigate, act and wait for the rerun, check, shoot."""
+
+    def __init__(self, page, server):
+        self.page, self.server = page, server
+        self.runs = RunWatcher(page)
+        page.add_init_script(SEE_EXCEPTIONS_JS)
+
+    def exception_ever_shown(self) -> str | None:
+        """The text of the first exception element the page showed at any moment."""
+        return self.page.evaluate("() => window.__stException || null")
+
+    def open(self, path: str = "", timeout_ms: float = SLOW_MS) -> None:
+        """Load /<path> as a new session and wait for its first run to finish."""
+        self.runs.run(lambda: self.page.goto(f"{self.server.url}/{path}"), timeout_ms)
+        self.assert_no_exception(f"opening /{path}")
+        dialogs = self.page.locator("[role='dialog']")  # e.g. Streamlit's "Page not found"
+        assert not dialogs.count(), f"/{path} opens a dialog: {dialogs.first.inner_text()[:300]}"
+
+    def act(self, action, what: str, timeout_ms: float = SLOW_MS) -> float:
+        """Do `action()`, wait for the rerun it causes; fail on an exception element."""
+        ms = self.runs.run(action, timeout_ms)
+        self.assert_no_exception(what)
+        return ms
+
+    def key(self, key: str):
+        """The element container of the widget or chart with Streamlit key `key`."""
+        return self.page.locator(f".st-key-{key}")
+
+    def nav(self, url_path: str, timeout_ms: float = SLOW_MS) -> None:
+        """Go to another page with the sidebar link: same session (unlike a page load)."""
+        link = self.page.locator(f"[data-testid='stSidebarNav'] a[href$='/{url_path}']")
+        self.act(link.click, f"navigating to /{url_path}", timeout_ms)
+
+    def assert_no_exception(self, what: str) -> None:
+        errors = self.page.locator(EXCEPTION)
+        if errors.count():
+            texts = "\n---\n".join(e.inner_text()[:2000] for e in errors.all())
+            full_page_screenshot(self.page, SCREENSHOTS / "FAILED.png")
+            pytest.fail(f"exception shown on the page after {what}:\n{texts}\n{self.server.log_tail(1500)}")
+
+    def drawn(self, key: str, timeout_ms: float = 30_000) -> None:
+        """Wait until the Plotly chart with key `key` has drawn (Plotly loads lazily)."""
+        self.page.wait_for_selector(f".st-key-{key} .main-svg", state="attached", timeout=timeout_ms)
+
+    def main_text(self) -> str:
+        return self.page.locator("[data-testid='stMain']").inner_text()
+
+    def screenshot(self, name: str) -> None:
+        wait_idle(self.page)  # no stale elements of a run in progress in the picture
+        self.assert_no_exception(f"the {name} page")
+        full_page_screenshot(self.page, SCREENSHOTS / f"{name}.png")
+
+
+@pytest.fixture
+def app(page, app_server):
+    app = App(page, app_server)
+    yield app
+    seen = app.exception_ever_shown()
+    assert seen is None, f"an exception was shown on the page during the test:\n{seen[:2000]}"
+
+
+def test_exception_watch_sees_a_transient_exception(page):
+    """The watch behind the `app` fixture's final check can fail: an exception element
+    shown for a moment and removed again is still reported."""
+    page.add_init_script(SEE_EXCEPTIONS_JS)
+    page.goto("data:text/html,<html><body><div id='root'></div></body></html>")
+    assert page.evaluate("() => window.__stException || null") is None
+    page.evaluate("""() => { const d = document.createElement('div');
+        d.innerHTML = "<div data-testid='stException'>ValueError: boom</div>";
+        document.getElementById('root').appendChild(d); d.remove(); }""")
+    assert "boom" in page.evaluate("() => window.__stException || ''")
+
+
+def test_episodes_new_episode(app):
+    app.open("")  # the default page (episodes) lives at the root URL
+    support = app.key("episode_support")
+    app.drawn("episode_support")
+    seed = app.key("seed").locator("input")
+    assert seed.input_value() == "0"
+    before = support.inner_html()
+
+    app.act(app.key("new_episode").locator("button").click, "new episode")
+
+    assert seed.input_value() == "1", "new episode did not move to the next seed"
+    assert "seed=1" in app.page.url, f"the seed is not kept in the URL: {app.page.url}"
+    app.page.wait_for_function(  # the grid is redrawn by Plotly after the rerun
+        "([sel, html]) => document.querySelector(sel).innerHTML !== html",
+        arg=[".st-key-episode_support", before])
+    app.screenshot("episodes")
+
+
+def test_episode_link_opens_the_same_episode(app):
+    """A teacher's link: the settings and seed in the URL open the same episode."""
+    app.open("?n_way=3&k_shot=2&seed=7")
+    assert app.key("n_way").locator("input").input_value() == "3"
+    assert app.key("k_shot").locator("input").input_value() == "2"
+    assert app.key("seed").locator("input").input_value() == "7"
+
+
+def test_train_briefly_then_watch_adaptation(app):
+    app.open("train")
+    steps = app.key("train_steps").locator("input")
+    app.act(lambda: (steps.fill("2"), steps.press("Enter")), "setting 2 training steps")
+    assert steps.input_value() == "2"
+
+    app.act(app.key("train_start").locator("button").click, "starting training")
+    # When the background job ends the page adopts the model and says so (st.success).
+    app.page.wait_for_selector("[data-testid='stAlertContentSuccess']", timeout=SLOW_MS)
+    wait_idle(app.page)
+    app.assert_no_exception("training")
+    app.drawn("train_curves")
+    assert app.key("train_start").locator("button").is_enabled(), "start stays disabled after training"
+    app.screenshot("train")
+
+    # The trained model is this session's model on the other pages.
+    app.nav("adapt")
+    trained = t("model.source.trained", lang="en", steps=2)
+    assert trained in app.main_text(), f"the adapt page does not use the model just trained ({trained!r})"
+
+
+def test_adaptation_slider_scrubs_the_trace(app):
+    app.open("adapt?k_shot=3")
+    slider = app.key("adapt_step").locator("input[type='range']")
+    assert slider.input_value() == "0"
+    last = int(slider.get_attribute("max"))
+    assert last >= 2, f"a 3-shot ProtoNet trace should have several steps, got {last + 1}"
+    for expected in (1, 2):
+        app.act(lambda: (slider.focus(), slider.press("ArrowRight")), f"slider to step {expected}")
+        assert slider.input_value() == str(expected)
+        label = f"{t('adapt.step', lang='en')} {expected}/{last}"
+        assert label in app.main_text(), f"{label!r} is not shown after moving the slider"
+    app.act(lambda: slider.press("ArrowLeft"), "slider back one step")
+    assert slider.input_value() == "1"
+    app.drawn("adapt_curves")
+    app.drawn("adapt_predictions")
+    app.screenshot("adapt")
+
+
+def test_embedding_space_umap(app):
+    app.open("embedding")  # UMAP is the default method; the page computes on load
+    umap = app.key("emb_method").get_by_role("radio").first
+    assert umap.is_checked(), "UMAP is not the default projection"
+    for key in ("emb_before", "emb_after"):
+        app.drawn(key)
+        points = app.page.evaluate(  # WebGL scatter: count the points in the figure's data
+            "(sel) => document.querySelector(sel)._fullData.reduce((n, tr) => n + (tr._length || 0), 0)",
+            f".st-key-{key} .js-plotly-plot")
+        assert points > 200, f"{key} shows {points} points, expected the episode + 200 samples"
+    app.screenshot("embedding")
+
+
+def test_compare_page(app):
+    app.open("compare")
+    app.act(app.key("compare_run").locator("button").click, "running the comparison")
+    app.drawn("compare_bars")
+    app.screenshot("compare")
+
+
+def test_theory_page_switches_to_chinese(app):
+    app.open("theory")
+    assert not CJK.search(app.main_text()), "the English theory page shows Chinese text"
+    app.screenshot("theory")
+
+    app.key("lang").get_by_role("combobox").click()  # opens the menu: no rerun yet
+    app.act(lambda: app.page.get_by_role("option", name="简体中文").click(), "choosing 简体中文")
+
+    text = app.main_text()
+    assert len(CJK.findall(text)) > 20, f"no Chinese on the theory page after switching:\n{text[:500]}"
+    assert "lang=zh" in app.page.url, f"the language is not kept in the URL: {app.page.url}"
+    # The sidebar's choices are shown in the new language too, not just the page.
+    dataset = app.key("dataset").get_by_role("combobox").input_value()
+    assert dataset == t("dataset.glyphs", lang="zh"), f"dataset still shown as {dataset!r} in 中文"
+    app.screenshot("theory_zh")

@@ -1,0 +1,228 @@
+"""Memory learners (MANN, DNC, Meta Networks): learning on glyphs, the instance-number
+headline, and the trace contract.
+
+Learning tests use fixed seeds and small models trained for a few seconds (the sizes
+are the learners' own hyper-parameters, smaller than their defaults); each model is
+trained once per module and shared by the tests that read it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metarep_core.data import load_dataset
+from metarep_core.data.baselines import pixel_ncm_accuracy
+from metarep_core.episodes import EpisodeSampler
+from metarep_core.errors import MetaRepError
+from metarep_core.learners import build_learner, get_learner_class
+from metarep_core.learners.metanet import output_layer_gradients
+
+SMALL_SEQUENCE = dict(conv_channels=16, controller_size=64, meta_batch=4)
+TEST_SEED, TEST_EPISODES = 1000, 30
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def glyphs():
+    return load_dataset("glyphs")
+
+
+def train(name, glyphs, steps, k_shot=1, n_query=3, **hp):
+    torch.manual_seed(0)
+    learner = build_learner(name, glyphs.input_shape, 5, **hp)
+    untrained = 100 * accuracy(learner, glyphs)
+    episodes = iter(EpisodeSampler(glyphs, "train", 5, k_shot, n_query, seed=0))
+    for _ in range(steps):
+        learner.meta_step([next(episodes) for _ in range(learner.hp["meta_batch"])])
+    learner.eval()
+    return learner, untrained
+
+
+def accuracy(learner, glyphs, k_shot=1):
+    test = EpisodeSampler(glyphs, "test", 5, k_shot, 15, seed=TEST_SEED)
+    return float(np.mean([learner.evaluate_episode(test.sample(TEST_SEED + i))["accuracy"]
+                          for i in range(TEST_EPISODES)]))
+
+
+@pytest.fixture(scope="module")
+def pixel_baseline(glyphs):
+    return pixel_ncm_accuracy(glyphs, "test", 5, 1, 15, episodes=TEST_EPISODES, seed=TEST_SEED)[0]
+
+
+# Sequence learners train on 2-shot episodes, so that the streamed sequence holds second
+# presentations of a class (Santoro's per-step loss needs them); they are tested 1-shot.
+@pytest.fixture(scope="module")
+def mann(glyphs):
+    return train("mann", glyphs, 120, k_shot=2, **SMALL_SEQUENCE)
+
+
+@pytest.fixture(scope="module")
+def dnc(glyphs):
+    return train("dnc", glyphs, 120, k_shot=2, **SMALL_SEQUENCE)
+
+
+@pytest.fixture(scope="module")
+def metanet(glyphs):
+    return train("metanet", glyphs, 40, n_query=5, conv_channels=16)
+
+
+def instance_accuracy(learner, glyphs, episodes=20):
+    """Online accuracy on streamed 5-way 3-shot sequences by presentation number."""
+    sampler = EpisodeSampler(glyphs, "test", 5, 3, 1, seed=TEST_SEED)
+    first, later = [], []
+    for i in range(episodes):
+        pred, y, inst = learner.online_predictions(sampler.sample(TEST_SEED + i))
+        ok = (pred == y).float()
+        first += ok[inst == 1].tolist()
+        later += ok[inst >= 2].tolist()
+    return 100 * np.mean(first), 100 * np.mean(later)
+
+
+# --------------------------------------------------------------------------- learning
+@pytest.mark.parametrize("name", ["mann", "dnc"])
+def test_sequence_learner_learns_glyphs_5way_1shot(name, request, glyphs, pixel_baseline):
+    learner, untrained = request.getfixturevalue(name)
+    acc = 100 * accuracy(learner, glyphs)
+    print(f"\n{name} glyphs 5-way 1-shot: {acc:.1f}% (untrained {untrained:.1f}%, "
+          f"pixel NCM {pixel_baseline:.1f}%, chance 20%)")
+    assert acc > 45.0
+    assert acc > untrained + 20.0
+
+
+@pytest.mark.parametrize("name", ["mann", "dnc"])
+def test_accuracy_rises_with_the_instance_number(name, request, glyphs):
+    """Santoro et al.'s headline: the first presentation of a class is a guess, from the
+    second on the label is recalled from memory."""
+    learner, _ = request.getfixturevalue(name)
+    first, later = instance_accuracy(learner, glyphs)
+    print(f"\n{name} online accuracy: 1st instance {first:.1f}%, 2nd+ {later:.1f}%")
+    assert later > first + 25.0
+    assert later > 50.0
+
+
+def test_metanet_learns_above_chance_and_pixel_baseline(metanet, glyphs, pixel_baseline):
+    learner, untrained = metanet
+    acc = 100 * accuracy(learner, glyphs)
+    print(f"\nmetanet glyphs 5-way 1-shot: {acc:.1f}% (untrained {untrained:.1f}%, pixel NCM {pixel_baseline:.1f}%)")
+    assert acc > 45.0
+    assert acc > pixel_baseline + 3.0
+
+
+# --------------------------------------------------------------------------- traces
+@pytest.fixture(scope="module")
+def episode(glyphs):
+    return EpisodeSampler(glyphs, "test", 5, 2, 3, seed=7).sample()
+
+
+@pytest.mark.parametrize("name", ["mann", "dnc"])
+def test_sequence_trace_contract(name, request, episode):
+    learner, _ = request.getfixturevalue(name)
+    adapted = learner.adapt(episode, record=True)
+    n_s, n_q, slots = 10, 15, learner.hp["memory_slots"]
+    trace = adapted.trace
+    # step 0 = empty memory, one step per support example streamed, then the label step
+    assert [s.step for s in trace] == list(range(n_s + 2))
+    assert "before" in trace[0].label and "label step" in trace[-1].label
+    for t, s in enumerate(trace):
+        for key in ("read_weights", "write_weights", "usage"):
+            assert s.extras[key].shape == (t + 1, slots), key
+        assert s.query_probs.shape == (n_q, 5)
+        assert np.allclose(s.query_probs.sum(1), 1, atol=1e-5)
+        assert s.support_emb.shape[0] == n_s and s.query_emb.shape[0] == n_q
+    last = trace[-1]
+    # read weights are (sub-)distributions over slots (DNC's temporal modes can lose
+    # mass); the initial row is the empty state
+    read_mass = last.extras["read_weights"][1:].sum(1)
+    assert read_mass.max() <= 1 + 1e-4 and read_mass.min() > 0.5
+    assert np.all(last.extras["usage"][0] == 0)
+    # the last trace step is the state predict() uses
+    probs = adapted.predict(episode.query_x).numpy()
+    assert np.allclose(probs, last.query_probs, atol=1e-5)
+    assert trace[-1].query_accuracy > trace[0].query_accuracy
+
+
+def test_mann_trace_usage_follows_the_lrua_rule(mann, episode):
+    """usage_t = gamma * usage_{t-1} + read_t + write_t, and each write goes mostly to the
+    slot that was least used (the trained gate prefers fresh slots for new items)."""
+    learner, _ = mann
+    extras = learner.adapt(episode, record=True).trace[-1].extras
+    u, r, w = extras["usage"], extras["read_weights"], extras["write_weights"]
+    gamma = learner.hp["usage_decay"]
+    assert np.allclose(u[1:], gamma * u[:-1] + r[1:] + w[1:], atol=1e-5)
+    least_used = [int(np.argmin(u[t] + np.arange(u.shape[1]) * 1e-6)) for t in range(len(u) - 1)]
+    assert np.mean([np.argmax(w[t + 1]) == least_used[t] for t in range(len(least_used))]) > 0.5
+
+
+def test_dnc_trace_has_allocation_and_a_valid_link_matrix(dnc, episode):
+    learner, _ = dnc
+    trace = learner.adapt(episode, record=True).trace
+    slots = learner.hp["memory_slots"]
+    link = trace[-1].extras["link"]
+    assert link.shape == (slots, slots)
+    assert np.allclose(np.diag(link), 0) and link.min() >= -1e-6
+    assert link.sum(0).max() <= 1 + 1e-4 and link.sum(1).max() <= 1 + 1e-4
+    assert link.sum() > 1.0        # successive writes left a chain of links
+    alloc = trace[-1].extras["allocation"]
+    assert alloc.shape == (12, slots) and alloc.min() >= 0 and alloc.sum(1).max() <= 1 + 1e-4
+    assert np.all(trace[0].extras["link"] == 0)
+
+
+def test_queries_are_read_only(mann, episode):
+    """A query's prediction does not depend on the other queries or their order."""
+    learner, _ = mann
+    adapted = learner.adapt(episode)
+    x = episode.query_x
+    probs = adapted.predict(x)
+    assert torch.allclose(adapted.predict(x.flip(0)).flip(0), probs, atol=1e-5)
+    assert torch.allclose(adapted.predict(x[:1]), probs[:1], atol=1e-5)
+
+
+def test_metanet_trace_attention_over_stored_examples(metanet, episode):
+    learner, _ = metanet
+    trace = learner.adapt(episode, record=True).trace
+    assert [s.step for s in trace] == list(range(11))
+    assert np.all(trace[0].extras["attention"] == 0)
+    for k, s in enumerate(trace[1:], start=1):
+        att = s.extras["attention"]
+        assert att.shape == (15, 10)
+        assert np.allclose(att.sum(1), 1, atol=1e-5)
+        assert ((att > 0).sum(1) <= k).all()          # only stored examples are read
+        assert (s.extras["fast_weight_norm"] > 0).sum() == k
+    assert trace[-1].query_accuracy > trace[0].query_accuracy
+
+
+def test_metanet_meta_information_is_the_exact_loss_gradient():
+    torch.manual_seed(0)
+    emb = torch.randn(6, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    weight = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64)
+    closed = output_layer_gradients(emb, labels, weight, bias)
+    for i in range(6):
+        loss = torch.nn.functional.cross_entropy((emb[i:i + 1] @ weight.t() + bias), labels[i:i + 1])
+        (g,) = torch.autograd.grad(loss, weight)
+        torch.testing.assert_close(closed[i], g)
+
+
+# --------------------------------------------------------------------------- metadata
+@pytest.mark.parametrize("name,family,caps", [
+    ("mann", "memory", {"memory"}), ("dnc", "memory", {"memory"}),
+    ("metanet", "memory", {"memory", "fast_weights", "attention"})])
+def test_declared_metadata(name, family, caps):
+    cls = get_learner_class(name)
+    meta = cls.metadata()
+    assert meta["family"] == family and set(meta["capabilities"]) == caps
+    assert meta["paper"] and meta["summary"] and 60 <= cls.order <= 100
+
+
+def test_memory_row_must_leave_room_for_a_key():
+    with pytest.raises(MetaRepError, match="memory_width = 8"):
+        build_learner("mann", (1, 28, 28), 5, memory_width=8)
