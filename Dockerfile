@@ -8,12 +8,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The app runs as an unprivileged user; its caches (generated datasets, UMAP's compiled
-# numba code) live in that user's home. app/main.py keeps an already set NUMBA_CACHE_DIR.
+# The app runs as an unprivileged user; its caches (generated datasets, and UMAP's compiled
+# numba code in $METAREP_CACHE/numba) live in that user's home.
 RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin metarep
 ENV HOME=/home/metarep \
-    METAREP_CACHE_DIR=/home/metarep/.cache/metarep \
-    NUMBA_CACHE_DIR=/home/metarep/.cache/metarep/numba
+    METAREP_CACHE=/home/metarep/.cache/metarep_explorer
 
 WORKDIR /app
 

@@ -39,8 +39,9 @@ def training_pool() -> ThreadPoolExecutor:
 class TrainingJob:
     """One meta-training run of a copy of ``learner`` on ``dataset``.
 
-    ``status`` goes queued -> running -> done | stopped | failed. ``history`` is a
-    list of the Trainer's progress dicts (step, loss, accuracy, val_* ...).
+    ``status`` goes queued -> running -> done | stopped | failed (a NaN loss, with
+    the Trainer's message in ``error``). ``history`` (per step) and ``val_curve``
+    (per validation) are filled by the worker from the Trainer's callback.
     """
 
     def __init__(self, learner, dataset, *, model_key: tuple, n_way: int, k_shot: int,

@@ -7,20 +7,26 @@ Pages (st.navigation; URL path -> script). The default page is served at the roo
     /adapt      views/adapt.py      watch adaptation: scrub the trace step by step
     /embedding  views/embedding.py  UMAP / t-SNE / PCA of the embedding space
     /compare    views/compare.py    several learners on identical episodes
+    /lessons    views/lessons.py    guided steps; each button opens a page on a set episode
     /theory     views/theory.py     the four families and each algorithm (LaTeX)
 
 Settings live in the URL: ?lang=en|zh&dataset=glyphs&algorithm=protonet&n_way=5&k_shot=1
-&n_query=5&seed=0&split=test. Stable widget keys for browser tests: sidebar "lang",
-"dataset", "algorithm", "n_way", "k_shot", "n_query", "seed", "split"; episodes
-"new_episode"; train "train_steps", "train_fresh", "train_start", "train_stop",
-"hp_<algorithm>_<name>", "download_checkpoint", "upload_checkpoint"; adapt "adapt_sample",
-"adapt_step" (slider), "adapt_play"; embedding "emb_method" (umap/tsne/pca; computed on
-change, no button), "emb_dim", "emb_samples", "emb_neighbors", "emb_perplexity",
-"emb_color"; compare "compare_algorithms", "compare_episodes", "compare_run", "compare_csv",
-"compare_json". In the browser a widget with key K has the CSS class "st-key-K" (e.g.
-`.st-key-train_start button`). A page is done when [data-test-script-state='notRunning']
-shows and no [data-testid='stException'] does. Training runs in a background pool; the
-Train page polls it every second (a fragment), so the script state flips while it runs.
+&n_query=5&seed=0&split=test (read once when a session starts, written back on every run).
+
+Stable widget keys for browser tests (in the browser, a widget with key K carries the CSS
+class "st-key-K", e.g. `.st-key-train_start button`):
+    sidebar    lang, dataset, upload_file, algorithm, n_way, k_shot, n_query, seed, split
+    episodes   new_episode
+    train      hp_<algorithm>_<name>, train_steps, train_fresh, train_start, train_stop,
+               download_checkpoint, upload_checkpoint
+    adapt      adapt_sample, adapt_play, adapt_step (slider)
+    embedding  emb_method (umap/tsne/pca; computed on change, no button), emb_dim,
+               emb_samples, emb_neighbors, emb_perplexity, emb_color
+    compare    compare_algorithms, compare_episodes, compare_run, compare_csv, compare_json
+    lessons    lesson_<id>
+A page is done when [data-test-script-state='notRunning'] shows and no
+[data-testid='stException'] does. Training runs in a background pool and the Train page
+polls it every second (a fragment), so the script state flips while a run is going.
 """
 from __future__ import annotations
 
@@ -55,7 +61,8 @@ services.warm_up_projection()
 # Material icons ship with Streamlit (emoji need the viewer's fonts).
 PAGES = [("episodes", ":material/style:"), ("train", ":material/model_training:"),
          ("adapt", ":material/timeline:"), ("embedding", ":material/scatter_plot:"),
-         ("compare", ":material/compare_arrows:"), ("theory", ":material/menu_book:")]
+         ("compare", ":material/compare_arrows:"), ("lessons", ":material/school:"),
+         ("theory", ":material/menu_book:")]
 st.session_state["_ctx"] = sidebar.render()
 navigation = st.navigation([
     st.Page(f"views/{name}.py", title=t(f"page.{name}"), icon=icon, url_path=name,

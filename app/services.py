@@ -8,6 +8,7 @@ batch-norm statistic updated in a forward pass) can reach another session.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from pathlib import Path
 
@@ -84,12 +85,16 @@ def _checkpoint_candidates(algorithm: str, dataset: str, n_way: int, k_shot: int
     return ([exact] if exact.is_file() else []) + [p for p in others if p != exact]
 
 
-@st.cache_resource(show_spinner=False)
-def _shipped(path: str):
-    """A shipped checkpoint, loaded once per server. Never hand this object out:
-    :func:`session_model` deep-copies it."""
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _shipped_cached(path: str, mtime_ns: int):
     from metarep_core.checkpoints import load_checkpoint
     return load_checkpoint(path)
+
+
+def _shipped(path: str):
+    """A shipped checkpoint, loaded once per server (again if the file is replaced).
+    Never hand this object out: :func:`session_model` deep-copies it."""
+    return _shipped_cached(path, Path(path).stat().st_mtime_ns)
 
 
 def fresh_learner(algorithm: str, input_shape, n_way: int, task: str, seed: int = 0, **hp):
@@ -114,7 +119,11 @@ def session_model(settings: state.Settings, dataset, dataset_id: str) -> dict:
         for name in names:
             for path in _checkpoint_candidates(settings.algorithm, name, settings.n_way,
                                                settings.k_shot):
-                shipped, meta = _shipped(str(path))
+                try:
+                    shipped, meta = _shipped(str(path))
+                except (MetaRepError, OSError) as exc:  # unreadable file: a fresh model, said why
+                    logging.getLogger(__name__).warning("skipping %s: %s", path.name, exc)
+                    continue
                 if tuple(shipped.input_shape) == tuple(dataset.input_shape) and shipped.task == task:
                     learner, source = copy.deepcopy(shipped).eval(), "shipped"
                     meta = dict(meta, file=path.name)

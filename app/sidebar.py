@@ -59,9 +59,28 @@ def _job_status() -> None:
         adopt_result(job)
 
 
+# Widgets whose option labels are translated (format_func). The browser keeps showing a
+# choice's old label after the language changes unless the value is sent again.
+TRANSLATED_CHOICES = ("dataset", "algorithm", "split", "emb_method", "emb_color",
+                      "compare_algorithms")
+
+
+def _resend_translated_choices() -> None:
+    """After a language switch, re-assign the translated widgets' values (before they
+    are drawn in this run), so Streamlit sends them with their new labels."""
+    ss = st.session_state
+    lang = ss.get("lang")
+    if ss.get("_lang_shown") not in (None, lang):
+        for key in TRANSLATED_CHOICES:
+            if key in ss:
+                ss[key] = ss[key]
+    ss["_lang_shown"] = lang
+
+
 def render() -> Context:
     """Draw the sidebar and return this run's :class:`Context`."""
     ss = st.session_state
+    _resend_translated_choices()
     with st.sidebar:
         st.selectbox(t("sidebar.language"), list(LANGUAGES), key="lang",
                      format_func=LANGUAGES.get)

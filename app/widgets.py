@@ -11,6 +11,8 @@ import math
 import numpy as np
 import streamlit as st
 
+from app.i18n import DEFAULT_LANG, current_lang, strings
+
 
 def _log_options(low: float, high: float, value: float) -> list[float]:
     """About 8 values per decade between ``low`` and ``high``, plus ``value``."""
@@ -20,9 +22,13 @@ def _log_options(low: float, high: float, value: float) -> list[float]:
     return sorted(grid)
 
 
-def hyperparam_control(hp, value, key: str):
+def hyperparam_control(hp, value, key: str, lang: str | None = None):
     """One widget for one declared hyper-parameter; returns the chosen value."""
+    # The learner's own help text is English; a translation, where the language has
+    # one for this name ("hp.<name>"), replaces it. The label stays the parameter's name.
     label, help_text = hp.name, hp.help or None
+    if lang and lang != DEFAULT_LANG and f"hp.{hp.name}" in strings(lang):
+        help_text = strings(lang)[f"hp.{hp.name}"]
     if hp.kind == "bool":
         return st.toggle(label, value=bool(value), key=key, help=help_text)
     if hp.kind == "choice":
@@ -49,5 +55,6 @@ def hyperparam_controls(learner_cls, values: dict) -> dict:
     chosen = {}
     for hp in learner_cls.all_hyperparams():
         value = values.get(hp.name, hp.default)
-        chosen[hp.name] = hyperparam_control(hp, value, key=f"hp_{learner_cls.name}_{hp.name}")
+        chosen[hp.name] = hyperparam_control(hp, value, key=f"hp_{learner_cls.name}_{hp.name}",
+                                             lang=current_lang())
     return chosen

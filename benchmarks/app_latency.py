@@ -14,6 +14,8 @@ Prints one JSON object per line ("bench": name, figures in ms, "goal_ms" from is
   load                N sessions open at once, one training: the interactions above (p95),
                       the server's RSS (current and peak, process tree)
 
+"server_cpu_ms_p50" is the CPU time the server process used per interaction: on a shared,
+loaded machine it tells what the wall-clock figure would be on an idle core.
 Latencies are measured inside the browser: from the input event (a capturing listener on
 the document) to the first animation frame where the result is on screen and the app's
 script state is notRunning. Everything is on loopback.
@@ -96,6 +98,7 @@ class Session:
         self.page.set_default_timeout(180_000)
         self.server = server
         self.runs = RunWatcher(self.page)
+        self.cpu_ms: dict[str, list[float]] = {}  # server CPU time per interaction
 
     def open(self, path=""):
         self.runs.run(lambda: self.page.goto(f"{self.server.url}/{path}"), 180_000)
@@ -110,7 +113,9 @@ class Session:
 
     def new_episode(self):
         """Click "new episode"; ms until the redrawn support grid is on screen."""
+        cpu0 = self.server.cpu_seconds()
         ms = timed(self.page, self.key("new_episode").locator("button").click, changed="episode_support")
+        self.cpu_ms.setdefault("new-episode", []).append((self.server.cpu_seconds() - cpu0) * 1000)
         self.check()
         return ms
 
@@ -126,8 +131,10 @@ class Session:
         target = now + direction
         slider.focus()
         label = json.dumps(f"{STEP_LABEL} {target}/{last}")
+        cpu0 = self.server.cpu_seconds()
         ms = timed(self.page, lambda: slider.press("ArrowRight" if direction > 0 else "ArrowLeft"),
                    f"document.querySelector(\"[data-testid='stMain']\").innerText.includes({label})")
+        self.cpu_ms.setdefault("slider-step", []).append((self.server.cpu_seconds() - cpu0) * 1000)
         self.check()
         return ms
 
@@ -175,13 +182,17 @@ def bench_fresh_server(browser, args, cold_numba=False):
         server.stop()
 
 
-def bench_interactions(browser, server, args):
+def bench_interactions(browser, server, args, only):
     s = Session(browser, server)
     s.open("")  # episodes is the default page, at the root URL
-    emit(summary("new-episode", [s.new_episode() for _ in range(args.repeats)], 300))
-    s.open("adapt?k_shot=5")
-    emit(summary("slider-step", [s.slider_step() for _ in range(args.repeats)], 300,
-                 trace="protonet 5-way 5-shot (6 steps)"))
+    if "episode" in only:
+        values = [s.new_episode() for _ in range(args.repeats)]
+        emit(summary("new-episode", values, 300, server_cpu_ms_p50=pct(s.cpu_ms["new-episode"], 50)))
+    if "slider" in only:
+        s.open("adapt?k_shot=5")
+        values = [s.slider_step() for _ in range(args.repeats)]
+        emit(summary("slider-step", values, 300, server_cpu_ms_p50=pct(s.cpu_ms["slider-step"], 50),
+                     trace="protonet 5-way 5-shot (6 steps)"))
     s.close()
 
 
@@ -195,12 +206,15 @@ def bench_umap_warm(browser, server, args):
     timed(s.page, lambda: samples.press("End"), changed="emb_after", timeout_ms=300_000)
     assert samples.input_value() == "1000", samples.input_value()
     neighbors = s.key("emb_neighbors").locator("input[type='range']")
-    values = []
+    values, cpu = [], []
     for _ in range(args.umap_repeats):
         neighbors.focus()
+        cpu0 = server.cpu_seconds()
         values.append(timed(s.page, lambda: neighbors.press("ArrowLeft"), changed="emb_after", timeout_ms=300_000))
+        cpu.append((server.cpu_seconds() - cpu0) * 1000)
         s.check()
-    emit(summary("umap-1000", values, 2000, points="1,000 samples + episode (~1,035), before and after panels"))
+    emit(summary("umap-1000", values, 2000, server_cpu_ms_p50=pct(cpu, 50),
+                 points="1,000 samples + episode (~1,035), before and after panels"))
     s.close()
 
 
@@ -277,7 +291,7 @@ def main(argv=None):
                 with StreamlitServer() as server:
                     server.wait_healthy(180)
                     if "episode" in only or "slider" in only:
-                        bench_interactions(browser, server, args)
+                        bench_interactions(browser, server, args, only)
                     if "umap" in only:
                         bench_umap_warm(browser, server, args)
                     if "load" in only:

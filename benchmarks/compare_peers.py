@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Our ``bench`` against the peer libraries, measured in the same run; prints ratios as JSON.
 
-    python benchmarks/compare_peers.py                 # 1 round: `python -m metarep_core bench --json`, then run_all.sh
+    python benchmarks/compare_peers.py                 # 1 round: `python -m metarep_core bench --json protonet-train
+                                                       # maml-train adapt-latency`, then run_all.sh
     python benchmarks/compare_peers.py --rounds 3      # 3 rounds (order alternates), medians at the end
     python benchmarks/compare_peers.py --paired --rounds 3
         # per workload, ours and the peer's back to back (alternating which goes first):
@@ -63,14 +64,31 @@ def our_env() -> dict:
 
 
 def ours_all(python: str) -> list[dict]:
-    return run([python, "-m", "metarep_core", "bench", "--json"], our_env())
+    # only the workloads that have a peer (bench also times the other learners)
+    return run([python, "-m", "metarep_core", "bench", "--json", "protonet-train", "maml-train",
+                "adapt-latency"], our_env())
+
+
+TIMING: dict = {}  # --warmup/--windows/--per-window/--repeats given on our command line
 
 
 def ours_one(python: str, workload: str, order: int | None = None) -> list[dict]:
-    cmd = [python, "-m", "metarep_core.bench.meta_learning", workload]
+    cmd = [python, "-m", "metarep_core.bench.meta_learning", workload, "--options", json.dumps(TIMING)]
     if order is not None:
         cmd += ["--order", str(order)]
     return run(cmd, our_env())
+
+
+def peer_timing_args(sub: str) -> list[str]:
+    out = []
+    if sub == "adapt-latency":
+        keys = (("warmup", "--warmup"), ("repeats", "--repeats"))
+    else:
+        keys = (("warmup", "--warmup"), ("windows", "--windows"), ("per_window", "--per-window"))
+    for k, flag in keys:
+        if k in TIMING and not (k == "per_window" and sub.startswith("maml")):
+            out += [flag, str(TIMING[k])]
+    return out
 
 
 def peers_all(peers_python: str) -> list[dict]:
@@ -81,7 +99,7 @@ def peers_all(peers_python: str) -> list[dict]:
 
 
 def peers_one(peers_python: str, *args: str) -> list[dict]:
-    return run([peers_python, os.path.join(PEERS_DIR, "bench_peers.py"), *args])
+    return run([peers_python, os.path.join(PEERS_DIR, "bench_peers.py"), *args, *peer_timing_args(args[0])])
 
 
 def find(records: list[dict], bench: str, **match) -> dict | None:
@@ -133,6 +151,8 @@ def paired_round(python: str, peers_python: str, ours_first: bool) -> tuple[list
                 lambda: peers.extend(peers_one(peers_python, *peer_args))]
         for job in (jobs if ours_first else jobs[::-1]):
             job()
+        sys.stderr.write(json.dumps({"pair": [workload, order], "ours": ours[-1:], "peer": peers[-1:]}) + "\n")
+        sys.stderr.flush()
     return ours, peers
 
 
@@ -143,7 +163,21 @@ def main() -> int:
     ap.add_argument("--python", default=sys.executable, help="our interpreter (default: this one)")
     ap.add_argument("--peers-python", default=os.path.join(
         os.environ.get("PEERS_VENV", os.path.expanduser("~/.venv-peers")), "bin", "python"))
+    ap.add_argument("--warmup", type=int, help="warm-up steps (both sides; default: the peers' 5, 3 for latency)")
+    ap.add_argument("--windows", type=int, help="timing windows (both sides; default 5)")
+    ap.add_argument("--repeats", type=int, help="adapt-latency repeats (both sides; default 20)")
+    ap.add_argument("--passive-omp", action="store_true",
+                    help="set OMP_WAIT_POLICY=PASSIVE for both sides: on a shared, oversubscribed machine "
+                         "spinning OpenMP threads make 2-thread timings several times slower and mostly noise")
     args = ap.parse_args()
+    if args.passive_omp:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # inherited by every subprocess, ours and the peers'
+    for k in ("warmup", "windows", "repeats"):
+        if getattr(args, k) is not None:
+            TIMING[k] = getattr(args, k)
+    if (args.warmup or args.windows or args.repeats) and not args.paired:
+        sys.stderr.write("--warmup/--windows/--repeats need --paired (run_all.sh takes no options)\n")
+        return 2
     if not os.path.exists(args.peers_python):
         sys.stderr.write(f"peers' python {args.peers_python!r} not found: run {PEERS_DIR}/setup_peers.sh\n")
         return 2
@@ -158,6 +192,7 @@ def main() -> int:
         else:
             peers, ours = peers_all(args.peers_python), ours_all(args.python)
         rec = {"compare": "round", "round": i + 1, "ours_first": ours_first, "paired": args.paired,
+               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                "ratios": ratios(ours, peers), "figures": raw_figures(ours, peers),
                "load_avg_1m": round(os.getloadavg()[0], 2), "seconds": round(time.time() - t0, 1)}
         rounds.append(rec)

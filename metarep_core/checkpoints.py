@@ -19,7 +19,7 @@ import json
 import math
 import os
 import struct
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -93,14 +93,16 @@ def save_checkpoint(learner, path, **meta) -> Path:
     data = checkpoint_to_bytes(learner, **meta)
     if path.parent and not path.parent.exists():
         raise MetaRepError(f"cannot write checkpoint {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=path.parent or ".")
+    # A plain open() (not mkstemp, which makes 0600 files) so the file gets the
+    # usual permissions from the umask.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
         raise
     return path
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "app" / "main.py"
-PAGES = ("episodes", "train", "adapt", "embedding", "compare", "theory")
+PAGES = ("episodes", "train", "adapt", "embedding", "compare", "lessons", "theory")
 
 
 def new_app(**query):

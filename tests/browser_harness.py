@@ -147,11 +147,25 @@ class StreamlitServer:
         return {"rss_mb": round(rss_kb / 1024, 1), "peak_rss_mb": round(hwm_kb / 1024, 1),
                 "processes": len(pids)}
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server's process tree has used so far. On a shared
+        machine this, unlike wall time, hardly depends on what else is running."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.process_tree():
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            except (OSError, IndexError, ValueError):
+                continue
+        return total / ticks
+
     def stop(self) -> None:
-        """Terminate the whole process group; escalate to SIGKILL after 10 s."""
+        """Terminate the whole process group; escalate to SIGKILL after 3 s."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:

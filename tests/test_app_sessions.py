@@ -179,3 +179,14 @@ def test_upload_handler_reads_a_real_zip_and_refuses_a_zip_bomb():
         dataset_from_zip("bomb.zip", buf.getvalue())
     with pytest.raises(MetaRepError):
         dataset_from_zip("empty.zip", b"")
+
+
+def test_an_unreadable_shipped_checkpoint_falls_back_to_a_fresh_model(tmp_path, monkeypatch):
+    from app import services
+    (tmp_path / "protonet_glyphs_5w1s.safetensors").write_bytes(b"\x80\x04 not safetensors")
+    monkeypatch.setattr(services, "CHECKPOINT_DIR", tmp_path)
+    at = new_app()
+    goto(at, "adapt")
+    assert problems(at) == []
+    assert _model(at)["source"] == "fresh"
+    assert EN["model.source.fresh"] in texts(at)

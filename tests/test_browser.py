@@ -180,24 +180,35 @@ def test_adaptation_slider_scrubs_the_trace(app):
     app.screenshot("adapt")
 
 
-def test_embedding_space_umap(app):
-    app.open("embedding")  # UMAP is the default method; the page computes on load
-    umap = app.key("emb_method").get_by_role("radio").first
-    assert umap.is_checked(), "UMAP is not the default projection"
-    for key in ("emb_before", "emb_after"):
-        app.drawn(key)
-        points = app.page.evaluate(  # WebGL scatter: count the points in the figure's data
-            "(sel) => document.querySelector(sel)._fullData.reduce((n, tr) => n + (tr._length || 0), 0)",
-            f".st-key-{key} .js-plotly-plot")
-        assert points > 200, f"{key} shows {points} points, expected the episode + 200 samples"
-    app.screenshot("embedding")
-
-
 def test_compare_page(app):
     app.open("compare")
+    episodes = app.key("compare_episodes").locator("input[type='range']")
+    app.act(lambda: (episodes.focus(), episodes.press("Home")), "fewest comparison episodes")
     app.act(app.key("compare_run").locator("button").click, "running the comparison")
     app.drawn("compare_bars")
     app.screenshot("compare")
+
+
+PAGES = {"", "train", "adapt", "embedding", "compare", "lessons", "theory"}  # the tests above and below
+
+
+def test_lessons_open_the_sinusoid_adaptation(app):
+    """A lesson's button sets the sidebar and opens its page: here MAML adapting to a
+    sinusoid, the regression view of Watch adaptation."""
+    app.open("lessons")
+    links = app.page.locator("[data-testid='stSidebarNav'] a").evaluate_all(
+        "links => links.map(a => new URL(a.href).pathname.replace(/^\\//, ''))")
+    assert set(links) == PAGES, f"the app's pages {sorted(links)} are not the ones this module visits"
+    app.screenshot("lessons")
+
+    app.act(app.key("lesson_sinusoid").locator("button").click, "opening the sinusoid lesson")
+    app.page.wait_for_url("**/adapt?*")
+    assert "dataset=sinusoid" in app.page.url and "algorithm=maml" in app.page.url, app.page.url
+    app.page.wait_for_selector("[class*='st-key-adapt_regression_'] .main-svg", state="attached",
+                               timeout=SLOW_MS)
+    slider = app.key("adapt_step").locator("input[type='range']")
+    app.act(lambda: (slider.focus(), slider.press("End")), "slider to the last inner step")
+    app.screenshot("adapt_sinusoid")
 
 
 def test_theory_page_switches_to_chinese(app):
@@ -215,3 +226,18 @@ def test_theory_page_switches_to_chinese(app):
     dataset = app.key("dataset").get_by_role("combobox").input_value()
     assert dataset == t("dataset.glyphs", lang="zh"), f"dataset still shown as {dataset!r} in 中文"
     app.screenshot("theory_zh")
+
+
+def test_embedding_space_umap(app):
+    """Last in the module on purpose: with a cold numba cache (a fresh clone in CI) the
+    server compiles UMAP in the background from its start; the other tests run meanwhile."""
+    app.open("embedding")  # UMAP is the default method; the page computes on load
+    umap = app.key("emb_method").get_by_role("radio").first
+    assert umap.is_checked(), "UMAP is not the default projection"
+    for key in ("emb_before", "emb_after"):
+        app.drawn(key)
+        points = app.page.evaluate(  # WebGL scatter: count the points in the figure's data
+            "(sel) => document.querySelector(sel)._fullData.reduce((n, tr) => n + (tr._length || 0), 0)",
+            f".st-key-{key} .js-plotly-plot")
+        assert points > 200, f"{key} shows {points} points, expected the episode + 200 samples"
+    app.screenshot("embedding")

@@ -1,7 +1,6 @@
 """Checkpoints: safetensors + JSON metadata round trips, and refusals that never unpickle."""
 from __future__ import annotations
 
-import io
 import json
 import pickle
 import struct

@@ -27,7 +27,7 @@ EVAL_SEED, EVAL_EPISODES = 4242, 10
 
 # name -> (meta-steps, hyper-parameters): budgets for a few seconds of CPU each
 BUDGETS = {
-    "matching": (50, {"hidden": 32}),
+    "matching": (80, {"hidden": 32}),
     "siamese": (60, {"hidden": 32}),
     "anil": (20, {"meta_batch": 2, "hidden": 32}),
     "reptile": (10, {"meta_batch": 2, "hidden": 32, "inner_steps": 3, "eval_steps": 5}),

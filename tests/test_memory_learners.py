@@ -61,12 +61,12 @@ def pixel_baseline(glyphs):
 # presentations of a class (Santoro's per-step loss needs them); they are tested 1-shot.
 @pytest.fixture(scope="module")
 def mann(glyphs):
-    return train("mann", glyphs, 120, k_shot=2, **SMALL_SEQUENCE)
+    return train("mann", glyphs, 90, k_shot=2, **SMALL_SEQUENCE)
 
 
 @pytest.fixture(scope="module")
 def dnc(glyphs):
-    return train("dnc", glyphs, 120, k_shot=2, **SMALL_SEQUENCE)
+    return train("dnc", glyphs, 90, k_shot=2, **SMALL_SEQUENCE)
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +226,17 @@ def test_declared_metadata(name, family, caps):
 def test_memory_row_must_leave_room_for_a_key():
     with pytest.raises(MetaRepError, match="memory_width = 8"):
         build_learner("mann", (1, 28, 28), 5, memory_width=8)
+
+
+@pytest.mark.parametrize("name", ["mann", "dnc", "metanet"])
+def test_shipped_checkpoint_loads_and_beats_chance(name, glyphs):
+    """assets/checkpoints/<name>_glyphs_5w1s.safetensors (made by the README command)."""
+    from pathlib import Path
+
+    from metarep_core.checkpoints import load_checkpoint
+    path = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / f"{name}_glyphs_5w1s.safetensors"
+    assert path.stat().st_size < 2 * 1024 * 1024
+    learner, meta = load_checkpoint(path, expected_algorithm=name)
+    test = EpisodeSampler(glyphs, "test", 5, 1, 15, seed=TEST_SEED)
+    acc = 100 * np.mean([learner.evaluate_episode(test.sample(TEST_SEED + i))["accuracy"] for i in range(10)])
+    assert acc > 50.0, (name, acc)

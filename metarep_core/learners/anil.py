@@ -125,7 +125,10 @@ class ANIL(MetaLearner):
         body, task = self.net.body, self.task
 
         def predict(x):
-            out = functional_forward(head_fwd, fast, {}, body(x))
+            # the query features were computed once above (batch statistics over the
+            # same batch give the same features): reuse them for the episode's queries
+            feats = fq if x is episode.query_x else body(x)
+            out = functional_forward(head_fwd, fast, {}, feats)
             return out if task == "regression" else out.softmax(-1)
 
         return Adapted(predict, lambda x: body(x), trace)

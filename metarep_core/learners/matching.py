@@ -18,8 +18,12 @@ With ``fce = True`` (the paper's full-context embeddings):
   Simplification (as most re-implementations do): the concatenated state
   ``[h, r]`` enters the LSTM cell as the sum ``h + r``.
 
-``cosine_scale`` multiplies the cosine before the softmax. The paper uses 1 (the
-default); a larger value sharpens the attention. Batch norm uses running
+``cosine_scale`` multiplies the cosine before the softmax. The paper uses the plain
+cosine (scale 1); the default here is 10 (a fixed temperature, as many
+re-implementations use): with scale 1 the attention over 5 supports can never exceed
+e / (e + 4/e) = 0.65, starts almost uniform and trains slowly — on glyphs 5-way 1-shot,
+300 steps at scale 1 gave 78.7 % and 600 steps at scale 10 gave 96 % on validation.
+Set ``cosine_scale`` = 1 for the paper's exact form. Batch norm uses running
 statistics at adaptation, as ProtoNet does.
 
 Trace (capabilities "attention", "shots_trace"): one step per shot added to every
@@ -88,8 +92,8 @@ class MatchingNetworks(MetaLearner):
     hyperparams = (
         HyperParam("fce", False, "bool", help="full-context embeddings (BiLSTM support, attention-LSTM queries)"),
         HyperParam("fce_steps", 3, "int", 1, 10, help="processing steps of the attention LSTM (with fce)"),
-        HyperParam("cosine_scale", 1.0, "float", 0.1, 100.0, log=True,
-                   help="multiplies the cosine before the softmax (paper: 1)"),
+        HyperParam("cosine_scale", 10.0, "float", 0.1, 100.0, log=True,
+                   help="multiplies the cosine before the softmax (paper: 1, a plain cosine)"),
         HyperParam("hidden", 64, "int", 8, 128, help="channels of the Conv-4 body"),
     )
     capabilities = frozenset({"attention", "shots_trace"})
