@@ -134,16 +134,18 @@ def _parse_header(data: bytes, what: str) -> dict:
     its magic bytes and never handed to anything that could execute it."""
     not_ours = (f"{what} is not a safetensors checkpoint; MetaRep only loads .safetensors "
                 "files (they cannot run code when loaded)")
-    if data[:4] == _ZIP_MAGIC:
-        raise MetaRepError(f"{what} looks like a torch.save (zip/pickle) file, which can run code when "
-                           "loaded and is refused; MetaRep only loads .safetensors checkpoints")
-    if data[:1] and data[0] == _PICKLE_PROTOCOL_BYTE:
-        raise MetaRepError(f"{what} looks like a Python pickle, which can run code when loaded and is "
-                           "refused; MetaRep only loads .safetensors checkpoints")
-    if len(data) < 10:
-        raise MetaRepError(f"{not_ours} (only {len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
+    # The safetensors framing (8-byte little-endian length, then a JSON object) is
+    # checked first: a valid header length may itself start with the pickle byte 0x80.
+    n = struct.unpack("<Q", data[:8])[0] if len(data) >= 10 else 0
     if n < 2 or n > _MAX_HEADER or 8 + n > len(data) or data[8:9] != b"{":
+        if data[:4] == _ZIP_MAGIC:
+            raise MetaRepError(f"{what} looks like a torch.save (zip/pickle) file, which can run code "
+                               "when loaded and is refused; MetaRep only loads .safetensors checkpoints")
+        if data[:1] and data[0] == _PICKLE_PROTOCOL_BYTE:
+            raise MetaRepError(f"{what} looks like a Python pickle, which can run code when loaded and "
+                               "is refused; MetaRep only loads .safetensors checkpoints")
+        if len(data) < 10:
+            raise MetaRepError(f"{not_ours} (only {len(data)} bytes)")
         raise MetaRepError(not_ours)
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"))

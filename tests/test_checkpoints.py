@@ -201,3 +201,18 @@ def test_size_cap_and_missing_path(trained, tmp_path, monkeypatch):
         load_checkpoint(tmp_path / "nope.safetensors")
     with pytest.raises(MetaRepError, match="folder .* does not exist"):
         save_checkpoint(trained, tmp_path / "no" / "such" / "dir.safetensors")
+
+
+def test_header_length_starting_with_the_pickle_byte_still_loads(trained):
+    """A valid file whose 8-byte header length begins with 0x80 (pickle's first byte)
+    is a safetensors file and loads; only a file without the framing is judged a pickle."""
+    for pad in range(0, 512, 4):
+        data = checkpoint_to_bytes(trained, **dict(META, metrics={"pad": "x" * pad}))
+        if data[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length starting with 0x80")
+    learner, meta = load_checkpoint(data)
+    assert meta["metrics"]["pad"] == "x" * pad
+    for key, value in trained.state_dict().items():
+        assert torch.equal(learner.state_dict()[key], value)

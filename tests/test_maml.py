@@ -74,10 +74,16 @@ def unit_directions(params, count, seed):
 
 @pytest.fixture(scope="module")
 def conv_case():
-    """Tiny float64 Conv-4 MAML (8x8 inputs, 3-way 1-shot, 2 tasks, 2 inner steps, lr 0.4)."""
+    """Tiny float64 Conv-4 MAML (8x8 inputs, 3-way 1-shot, 2 tasks, 2 inner steps, lr 0.4).
+
+    33 queries per task: above CHANNELS_LAST_MIN_BATCH, so the query pass takes the
+    channels_last path and the 3 support images the NCHW one; both are checked."""
+    from metarep_core.learners._conv4_fast import CHANNELS_LAST_MIN_BATCH
+
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(7)
-    episodes = [random_episode(3, 1, 2, (1, 8, 8), gen) for _ in range(2)]
+    episodes = [random_episode(3, 1, 11, (1, 8, 8), gen) for _ in range(2)]
+    assert 3 < CHANNELS_LAST_MIN_BATCH <= 33
     out = {}
     for fo in (False, True):
         torch.manual_seed(0)
@@ -270,3 +276,11 @@ def test_maml_glyphs_sanity_above_chance():
     print(f"\nMAML glyphs 5-way 1-shot: before adaptation {pre:.1f}%, after 8 steps {post:.1f}%")
     assert post > 45.0
     assert post > pre + 20.0
+
+
+def test_bench_maml_train_record():
+    from metarep_core.bench.meta_learning import maml_train_one
+
+    rec = maml_train_one(1, {"warmup": 0, "windows": 1, "per_window": 1, "threads": 1})
+    assert rec["bench"] == "maml-train" and rec["order"] == 1
+    assert rec["tasks_per_s"] > 0 and rec["peak_rss_mb"] > 0

@@ -47,14 +47,15 @@ def test_prototypes_and_logits_by_hand():
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_fast_conv4_forward_equals_the_module_with_gradients(training):
+@pytest.mark.parametrize("batch,layout", [(6, None), (40, None), (6, True)])  # None: by batch size
+def test_fast_conv4_forward_equals_the_module_with_gradients(training, batch, layout):
     """channels_last + pool-before-ReLU: same values and parameter gradients (float64)."""
     torch.manual_seed(0)
     backbone = Conv4(1, 12, hidden=8).double().train(training)
-    x = torch.rand(6, 1, 12, 12, dtype=torch.float64)
+    x = torch.rand(batch, 1, 12, 12, dtype=torch.float64)
     ref = backbone(x)
     g_ref = torch.autograd.grad(ref.square().sum(), list(backbone.parameters()))
-    fast = conv4_forward(backbone, x)
+    fast = conv4_forward(backbone, x, layout)
     g_fast = torch.autograd.grad(fast.square().sum(), list(backbone.parameters()))
     assert torch.allclose(fast, ref, rtol=1e-12, atol=1e-12)
     for a, b in zip(g_fast, g_ref):
@@ -135,3 +136,20 @@ def test_protonet_learns_glyphs_above_chance_and_pixel_baseline(glyphs):
     print(f"\nProtoNet glyphs 5-way 1-shot after 25 steps: {acc:.1f}% (pixel NCM {baseline:.1f}%, chance 20%)")
     assert acc > 40.0
     assert acc > baseline + 5.0
+
+
+def test_bench_records_have_the_peers_fields():
+    """`bench` workloads run (tiny timing options) and name their figures as the peers do."""
+    import io
+    import json
+
+    from metarep_core.bench import run
+
+    out = io.StringIO()
+    tiny = {"warmup": 0, "windows": 1, "per_window": 1, "repeats": 1, "threads": 1}
+    records = run(["protonet-train", "adapt-latency"], out=out, options=tiny)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines == records
+    assert records[0]["bench"] == "protonet-train" and records[0]["steps_per_s"] > 0
+    assert records[1]["bench"] == "adapt-latency"
+    assert records[1]["protonet_ms"] > 0 and records[1]["maml_ms"] > 0

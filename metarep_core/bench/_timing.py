@@ -11,8 +11,8 @@ import torch
 THREADS = 2  # as ../shared/bench/peers/bench_peers.py
 
 
-def setup(seed: int = 0) -> None:
-    torch.set_num_threads(THREADS)
+def setup(seed: int = 0, threads: int | None = None) -> None:
+    torch.set_num_threads(threads or THREADS)
     torch.manual_seed(seed)
 
 

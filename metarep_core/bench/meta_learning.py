@@ -55,7 +55,7 @@ def _base(record: dict) -> dict:
 
 
 def protonet_train(opts: dict) -> dict:
-    setup()
+    setup(threads=opts.get("threads"))
     learner = build_learner("protonet", INPUT_SHAPE, PN_WAY)
     learner.train()
     pool = episode_pool(8, PN_WAY, PN_SHOT, PN_QUERY)
@@ -78,7 +78,7 @@ def protonet_train(opts: dict) -> dict:
 
 def maml_train_one(order: int, opts: dict) -> dict:
     """One order, in this process (``maml_train`` runs each in a fresh one)."""
-    setup()
+    setup(threads=opts.get("threads"))
     learner = build_learner("maml", INPUT_SHAPE, MAML_WAY, inner_steps=INNER_STEPS, inner_lr=INNER_LR,
                             meta_batch=META_BATCH, first_order=(order == 1))
     learner.train()
@@ -123,7 +123,7 @@ def maml_train(opts: dict) -> list[dict]:
 
 
 def adapt_latency(opts: dict) -> dict:
-    setup()
+    setup(threads=opts.get("threads"))
     gen = torch.Generator().manual_seed(5)
     episodes = [random_episode(5, 1, 15, gen) for _ in range(4)]
     warmup, repeats = opts.get("warmup", 3), opts.get("repeats", 20)
@@ -153,7 +153,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="run one workload in this process")
     ap.add_argument("workload", choices=["protonet-train", "maml-train", "adapt-latency"])
     ap.add_argument("--order", type=int, choices=(1, 2), default=2, help="maml-train only")
-    ap.add_argument("--options", default="{}", help="JSON options (warmup, windows, per_window, repeats)")
+    ap.add_argument("--options", default="{}", help="JSON options (warmup, windows, per_window, repeats, threads)")
     args = ap.parse_args(argv)
     opts = json.loads(args.options)
     rec = maml_train_one(args.order, opts) if args.workload == "maml-train" else WORKLOADS[args.workload](opts)

@@ -20,10 +20,18 @@ def register(cls: type[MetaLearner]) -> type[MetaLearner]:
     return cls
 
 
+_loaded = False
+
+
 def _load_all() -> None:
+    # Pages look learners up on every rerun: scan the package once per process.
+    global _loaded
+    if _loaded:
+        return
     for info in pkgutil.iter_modules(__path__):
         if info.name not in _SKIP and not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")
+    _loaded = True
 
 
 def available() -> list[str]:

@@ -3,9 +3,9 @@
 Two exact rewrites, measured on this project's 2-core CPU (benchmarks/compare_peers.py):
 
 * ``conv4_forward(backbone, x)`` — the training (and autograd-friendly) forward.
-  After the first convolution the activations are kept in ``channels_last``
-  layout: oneDNN convolutions, batch norm and above all max-pool are much faster
-  in it (PyTorch's NCHW max-pool is the single most expensive op of a Conv-4 step
+  For batches of at least ``CHANNELS_LAST_MIN_BATCH`` examples the activations
+  are kept in ``channels_last`` layout after the first convolution: oneDNN
+  convolutions, batch norm and above all max-pool are much faster in it (PyTorch's NCHW max-pool is the single most expensive op of a Conv-4 step
   on CPU). The first input has one channel, so its layout is ambiguous and the
   switch is made explicitly. ReLU and max-pool commute (both monotone), so the
   pool runs first and the ReLU touches 4x fewer values; the gradients are the
@@ -33,6 +33,16 @@ from torch import nn
 from ..backbones import Conv4
 
 
+# channels_last pays for large batches (ProtoNet's 100 images, MAML's 75 queries); on a
+# MAML support set of 5 images the reductions of batch norm's double backward run
+# slower in it than in NCHW (measured: CPU time per second-order meta-step 835 ms with
+# this threshold, 870 ms never channels_last, 930 ms always). Without double backward
+# (first-order steps, test-time adaptation) channels_last pays at every batch size
+# (10-step MAML adaptation: 105 ms always vs 118 ms with the threshold), so callers
+# that know it pass ``channels_last=True``.
+CHANNELS_LAST_MIN_BATCH = 32
+
+
 def _blocks(backbone: Conv4) -> list[tuple[nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d | None]]:
     """[(conv, bn, pool or None)] for Conv-4's [conv, bn, relu, (pool)] layout."""
     mods = list(backbone.net)
@@ -50,18 +60,22 @@ def _blocks(backbone: Conv4) -> list[tuple[nn.Conv2d, nn.BatchNorm2d, nn.MaxPool
     return out
 
 
-def conv4_forward(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def conv4_forward(backbone: nn.Module, x: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
     """``backbone(x)`` computed faster for a Conv-4: (n, C, H, W) -> (n, out_dim).
 
     Same value and gradients as ``backbone(x)`` (in train or eval mode, under
     ``functional_call`` too); any other backbone is simply called.
+    ``channels_last``: force the layout; None picks it by batch size (see
+    ``CHANNELS_LAST_MIN_BATCH``), which suits a pass that will be double-differentiated.
     """
     if not isinstance(backbone, Conv4):
         return backbone(x)
     h = x
+    if channels_last is None:
+        channels_last = x.shape[0] >= CHANNELS_LAST_MIN_BATCH
     for i, (conv, bn, pool) in enumerate(_blocks(backbone)):
         h = conv(h)
-        if i == 0:
+        if i == 0 and channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         h = bn(h)
         if pool is not None:

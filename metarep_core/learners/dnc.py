@@ -27,7 +27,6 @@ Scaled down / simplified for a CPU, and why (the same choices as MANN's):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import make_backbone

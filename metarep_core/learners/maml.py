@@ -49,6 +49,9 @@ class MamlNet(nn.Module):
 
     def __init__(self, input_shape: tuple[int, ...], n_out: int, mlp_hidden: tuple[int, ...]):
         super().__init__()
+        # Conv-4 layout choice (results are the same): channels_last for every batch,
+        # except while second-order meta-gradients are taken (see _conv4_fast)
+        self.double_backward = False
         if len(input_shape) == 3:
             # batch statistics only: no running stats, so no in-place buffer updates
             self.features = Conv4(input_shape[0], input_shape[1], track_running_stats=False)
@@ -61,7 +64,8 @@ class MamlNet(nn.Module):
         self.head = nn.Linear(dim, n_out)
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
-        z = conv4_forward(self.features, x)  # = self.features(x), faster (see _conv4_fast)
+        # = self.features(x), faster (see _conv4_fast)
+        z = conv4_forward(self.features, x, None if self.double_backward else True)
         out = self.head(z)
         return (out, z) if return_features else out
 
@@ -125,14 +129,18 @@ class MAML(MetaLearner):
         create_graph = not self.hp["first_order"]
         n = len(episodes)
         loss_sum, acc_sum = 0.0, 0.0
-        for ep in episodes:
-            fast = self._adapt_params(ep, params, self.hp["inner_steps"], create_graph)
-            out = self._forward(fast, ep.query_x)
-            loss = self.loss_fn(out, ep.query_y)
-            (loss / n).backward()
-            loss_sum += float(loss.detach())
-            if self.task != "regression":
-                acc_sum += float((out.detach().argmax(1) == ep.query_y).float().mean())
+        self.net.double_backward = create_graph
+        try:
+            for ep in episodes:
+                fast = self._adapt_params(ep, params, self.hp["inner_steps"], create_graph)
+                out = self._forward(fast, ep.query_x)
+                loss = self.loss_fn(out, ep.query_y)
+                (loss / n).backward()
+                loss_sum += float(loss.detach())
+                if self.task != "regression":
+                    acc_sum += float((out.detach().argmax(1) == ep.query_y).float().mean())
+        finally:
+            self.net.double_backward = False
         stats = {"loss": loss_sum / n}
         if self.task != "regression":
             stats["accuracy"] = acc_sum / n
@@ -146,10 +154,14 @@ class MAML(MetaLearner):
         # since the inner loop differentiates the support loss with respect to them
         params = {n: p if p.requires_grad else p.detach().requires_grad_(True) for n, p in params.items()}
         total = 0.0
-        with torch.enable_grad():
-            for ep in episodes:
-                fast = self._adapt_params(ep, params, self.hp["inner_steps"], not self.hp["first_order"])
-                total = total + self.loss_fn(self._forward(fast, ep.query_x), ep.query_y)
+        self.net.double_backward = not self.hp["first_order"]
+        try:
+            with torch.enable_grad():
+                for ep in episodes:
+                    fast = self._adapt_params(ep, params, self.hp["inner_steps"], not self.hp["first_order"])
+                    total = total + self.loss_fn(self._forward(fast, ep.query_x), ep.query_y)
+        finally:
+            self.net.double_backward = False
         return total / len(episodes)
 
     def meta_step(self, episodes: list[Episode]) -> dict[str, float]:

@@ -19,11 +19,10 @@ amortization network of width 64, 10 samples for training and 50 for adaptation.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..episodes import Episode
 from ..backbones import make_backbone
+from ..episodes import Episode
 from . import register
 from ._bayes import entropy, logit_samples, predictive, predictive_nll, weight_samples
 from .base import Adapted, HyperParam, MetaLearner, TraceStep, episode_metrics, to_numpy
