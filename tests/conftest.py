@@ -47,3 +47,17 @@ def page(chromium):
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One torch thread for in-process tests: the suite's learners are small, and on a
+    2-core machine (with a Streamlit server beside it in the browser tests) more threads
+    only fight each other. torch is imported here, not at module level, to keep
+    collection light."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

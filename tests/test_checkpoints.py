@@ -18,15 +18,6 @@ from metarep_core.errors import MetaRepError
 from metarep_core.learners import build_learner
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine more threads only fight each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def glyphs():
     return load_glyphs(seed=0, n_alphabets=8, n_classes=120, image_size=14, use_cache=False)

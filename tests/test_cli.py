@@ -20,15 +20,6 @@ from metarep_core.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine more threads only fight each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run_main(*argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     rc = main(list(map(str, argv)), out=out, err=err)

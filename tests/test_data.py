@@ -16,16 +16,6 @@ from metarep_core.errors import MetaRepError
 SMALL = dict(n_alphabets=4, n_classes=40, n_drawings=6)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Episode sampling is many tiny tensor ops; on a loaded 2-core machine torch's
-    # intra-op threads spin against each other and make them ~40x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def glyphs():
     return load_dataset("glyphs")

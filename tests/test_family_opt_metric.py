@@ -19,16 +19,6 @@ from metarep_core.learners.siamese import class_scores
 NAMES = ("reptile", "imaml", "anil", "siamese", "matching")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine
-    two threads per process slow these tests down many times over."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def episode(n_way=3, k_shot=1, n_query=2, shape=(1, 8, 8), seed=0, dtype=torch.float32):
     gen = torch.Generator().manual_seed(seed)
     return Episode(

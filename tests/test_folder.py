@@ -23,14 +23,6 @@ from metarep_core.errors import MetaRepError
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def png_bytes(k: int, size: int = 40, color=None, fmt: str = "PNG") -> bytes:
     """A real image: dark strokes on white paper, a different bar per ``k``."""
     im = Image.new("RGB" if color else "L", (size, size), "white")

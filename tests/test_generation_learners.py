@@ -19,14 +19,6 @@ from metarep_core.learners._bayes import entropy, gaussian_kl, logit_samples, pr
 TEST_SEED, TEST_EPISODES = 1000, 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --------------------------------------------------------------------------- calibration
 def test_ece_is_zero_when_confidence_matches_accuracy():
     # 10 predictions at confidence 0.8, 8 of them right: one bin, |0.8 - 0.8| = 0

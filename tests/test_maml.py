@@ -13,16 +13,6 @@ from metarep_core.learners import build_learner
 from metarep_core.learners._functional import split_state
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads per process
-    mostly wait on each other. Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_episode(n_way, k_shot, n_query, shape, gen, dtype=torch.float64, seed=0):
     """Random images/vectors with class-major labels (the peers' benchmark data)."""
     return Episode(

@@ -22,14 +22,6 @@ SMALL_SEQUENCE = dict(conv_channels=16, controller_size=64, meta_batch=4)
 TEST_SEED, TEST_EPISODES = 1000, 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def glyphs():
     return load_dataset("glyphs")

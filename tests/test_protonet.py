@@ -16,16 +16,6 @@ from metarep_core.learners._conv4_fast import conv4_forward
 from metarep_core.learners.protonet import class_prototypes, first_shots, prototype_logits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads per process
-    mostly wait on each other. Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_episode(n_way=5, k_shot=3, n_query=4, shape=(1, 28, 28), seed=0):
     gen = torch.Generator().manual_seed(seed)
     return Episode(torch.rand(n_way * k_shot, *shape, generator=gen),

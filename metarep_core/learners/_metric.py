@@ -1,5 +1,5 @@
-"""Small helpers shared by the metric learners of this package's second wave
-(Siamese networks, Matching Networks): the shots-trace indexing and eval mode."""
+"""Small helpers shared by the metric learners (ProtoNet, Siamese networks, Matching
+Networks): the shots-trace indexing and eval mode."""
 from __future__ import annotations
 
 import contextlib

@@ -18,8 +18,6 @@ example's embedding does not depend on the rest of its batch.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 
@@ -28,6 +26,7 @@ from ..episodes import Episode
 from . import register
 from .base import Adapted, MetaLearner, TraceStep, episode_metrics, to_numpy
 from ._conv4_fast import FusedEval, conv4_forward
+from ._metric import first_shots
 
 
 def class_prototypes(support_emb: torch.Tensor, support_y: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -41,27 +40,6 @@ def class_prototypes(support_emb: torch.Tensor, support_y: torch.Tensor, n_way: 
 def prototype_logits(query_emb: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
     """Minus squared euclidean distances: (n_q, d), (n_way, d) -> (n_q, n_way)."""
     return -(query_emb.unsqueeze(1) - prototypes.unsqueeze(0)).pow(2).sum(-1)
-
-
-def first_shots(support_y: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the first ``k`` support examples of every class, in support order."""
-    rank = torch.zeros_like(support_y)
-    seen: dict[int, int] = {}
-    for i, c in enumerate(support_y.tolist()):
-        rank[i] = seen.get(c, 0)
-        seen[c] = rank[i].item() + 1
-    return torch.nonzero(rank < k).flatten()
-
-
-@contextlib.contextmanager
-def eval_mode(module: torch.nn.Module):
-    """Temporarily put ``module`` in eval mode (batch-norm running statistics)."""
-    was = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was)
 
 
 @register
