@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from app.i18n import t  # the app's own strings (plain JSON), to match what it shows
 
@@ -120,12 +121,12 @@ def test_episodes_new_episode(app):
     support = app.key("episode_support")
     app.drawn("episode_support")
     seed = app.key("seed").locator("input")
-    assert seed.input_value() == "0"
+    expect(seed).to_have_value("0", timeout=5000)
     before = support.inner_html()
 
     app.act(app.key("new_episode").locator("button").click, "new episode")
 
-    assert seed.input_value() == "1", "new episode did not move to the next seed"
+    expect(seed, "new episode did not move to the next seed").to_have_value("1", timeout=5000)
     assert "seed=1" in app.page.url, f"the seed is not kept in the URL: {app.page.url}"
     app.page.wait_for_function(  # the grid is redrawn by Plotly after the rerun
         "([sel, html]) => document.querySelector(sel).innerHTML !== html",
@@ -136,9 +137,10 @@ def test_episodes_new_episode(app):
 def test_episode_link_opens_the_same_episode(app):
     """A teacher's link: the settings and seed in the URL open the same episode."""
     app.open("?n_way=3&k_shot=2&seed=7")
-    assert app.key("n_way").locator("input").input_value() == "3"
-    assert app.key("k_shot").locator("input").input_value() == "2"
-    assert app.key("seed").locator("input").input_value() == "7"
+    # expect() retries for a moment: right after the run ends the browser may not have
+    # committed the widget values yet (seen once as a transient "1", the input's minimum).
+    for key, value in (("n_way", "3"), ("k_shot", "2"), ("seed", "7")):
+        expect(app.key(key).locator("input")).to_have_value(value, timeout=5000)
 
 
 def test_train_briefly_then_watch_adaptation(app):
