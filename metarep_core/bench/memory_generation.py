@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from ..learners import build_learner
-from ._timing import median, peak_rss_mb, rss_now_mb, setup, time_calls_ms, time_windows
-from .meta_learning import INPUT_SHAPE, _base, episode_pool, random_episode
+from ._timing import median, peak_rss_mb, rss_now_mb, setup, time_windows
+from .meta_learning import INPUT_SHAPE, _base, episode_pool, learner_adapt_latency
 
 WAY, SHOT, QUERY = 5, 1, 15
 NAMES = ("mann", "dnc", "metanet", "versa", "abml")
@@ -46,23 +46,7 @@ def _train(name: str, opts: dict) -> dict:
 
 
 def _adapt_latency(name: str, opts: dict) -> dict:
-    setup()
-    gen = torch.Generator().manual_seed(5)
-    episodes = [random_episode(WAY, SHOT, QUERY, gen) for _ in range(4)]
-    learner = build_learner(name, INPUT_SHAPE, WAY)
-    learner.eval()
-
-    def fn(i):
-        ep = episodes[i % len(episodes)]
-        return learner.adapt(ep).predict(ep.query_x).argmax(1)
-
-    warmup, repeats = opts.get("warmup", 3), opts.get("repeats", 20)
-    ts = time_calls_ms(fn, warmup, repeats)
-    assert all(p.grad is None for p in learner.parameters()), "meta-parameters received a gradient"
-    rec = {"bench": f"adapt-latency-{name}", "ms": round(median(ts), 3),
-           "ms_min_max": [round(min(ts), 3), round(max(ts), 3)],
-           "episode": f"{WAY}-way {SHOT}-shot, {WAY * QUERY} queries", "repeats": repeats, "warmup": warmup}
-    return _base(rec)
+    return learner_adapt_latency(name, opts, WAY, SHOT, QUERY)
 
 
 WORKLOADS = {}

@@ -54,6 +54,33 @@ def _base(record: dict) -> dict:
     return record
 
 
+def learner_adapt_latency(name: str, opts: dict, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
+                          **hp) -> dict:
+    """ms to adapt learner ``name`` (fresh init, eval mode, hyper-parameters ``hp``) to one
+    random ``n_way``-way ``k_shot``-shot episode and predict its queries; median of
+    ``opts["repeats"]`` (20) after ``opts["warmup"]`` (3). The family bench modules share it."""
+    setup()
+    gen = torch.Generator().manual_seed(5)
+    episodes = [random_episode(n_way, k_shot, n_query, gen) for _ in range(4)]
+    learner = build_learner(name, INPUT_SHAPE, n_way, **hp)
+    learner.eval()
+
+    def fn(i):
+        ep = episodes[i % len(episodes)]
+        return learner.adapt(ep).predict(ep.query_x).argmax(1)
+
+    warmup, repeats = opts.get("warmup", 3), opts.get("repeats", 20)
+    ts = time_calls_ms(fn, warmup, repeats)
+    assert all(p.grad is None for p in learner.parameters()), "meta-parameters received a gradient"
+    rec = {"bench": f"adapt-latency-{name}", "ms": round(median(ts), 3),
+           "ms_min_max": [round(min(ts), 3), round(max(ts), 3)],
+           "episode": f"{n_way}-way {k_shot}-shot, {n_way * n_query} queries", "repeats": repeats,
+           "warmup": warmup}
+    if "eval_steps" in learner.hp:
+        rec["inner_steps"] = learner.hp["eval_steps"]
+    return _base(rec)
+
+
 def protonet_train(opts: dict) -> dict:
     setup(threads=opts.get("threads"))
     learner = build_learner("protonet", INPUT_SHAPE, PN_WAY)
