@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from .errors import MetaRepError, check_positive_int
+from .limits import MAX_SEED
 
 PROG = "python -m metarep_core"
 
@@ -206,96 +207,161 @@ def _is_regression(dataset) -> bool:
     return getattr(dataset, "task", "classification") == "regression"
 
 
-def cmd_train(args, out) -> None:
-    import torch
-    from .checkpoints import save_checkpoint
-    from .evaluation import evaluate
-    from .learners import get_learner_class
-    from .training import Trainer
+def _check_seed(name: str, value) -> int:
+    return check_positive_int(name, value, low=0, high=MAX_SEED)
 
-    cls = get_learner_class(args.algorithm)
+
+def _check_out(out: str) -> Path:
+    """The checkpoint path to write: a new or regular file in an existing folder."""
+    path = Path(out)
+    if path.is_dir():
+        raise MetaRepError(f"--out {out!r} is a directory; name the checkpoint file to write "
+                           f"(e.g. {str(path / 'model.safetensors')!r})")
+    if path.exists() and not path.is_file():
+        raise MetaRepError(f"--out {out!r} exists and is not a regular file (a FIFO or device); "
+                           "name a .safetensors file to write")
+    if not path.parent.is_dir():
+        raise MetaRepError(f"--out {out!r}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def _check_train_args(args, cls) -> dict:
+    """Every train flag checked once, here, before any data is loaded: returns the
+    validated hyper-parameters."""
     hp = _hyperparams(args, cls)
     for name in ("k_shot", "n_query", "steps"):
         check_positive_int(name, getattr(args, name))
+    if args.n_way is not None:
+        check_positive_int("n_way", args.n_way)
     check_positive_int("val_every", args.val_every, low=0)
     check_positive_int("val_episodes", args.val_episodes)
     check_positive_int("eval_episodes", args.eval_episodes, low=0)
     check_positive_int("eval_n_query", args.eval_n_query)
-    out_path = Path(args.out)
-    if not out_path.parent.is_dir():
-        raise MetaRepError(f"--out {args.out!r}: folder {str(out_path.parent)!r} does not exist")
-    device = _setup_torch(args)
-    dataset = _load_data(args.dataset, seed=args.data_seed, image_size=args.image_size,
-                         channels=args.channels)
-    n_way = args.n_way if args.n_way is not None else (1 if _is_regression(dataset) else 5)
-    check_positive_int("n_way", n_way)
-    torch.manual_seed(args.seed)
-    learner = cls(dataset.input_shape, n_way, task=getattr(dataset, "task", "classification"), **hp)
-    meta = {"dataset": args.dataset, "dataset_params": dict(getattr(dataset, "params", {}) or {}),
-            "data_seed": args.data_seed, "image_size": args.image_size, "channels": args.channels,
-            "command": " ".join([PROG] + [shlex.quote(a) for a in args.argv])}
+    _check_seed("seed", args.seed)
+    _check_seed("data_seed", args.data_seed)
+    args.out_path = _check_out(args.out)
+    return hp
 
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-        bar = tqdm(total=args.steps, desc=f"{cls.name} on {args.dataset}", unit="step",
-                   file=args.err, mininterval=0.5, dynamic_ncols=True)
+
+def _progress(args, cls):
+    """(tqdm bar or None, Trainer callback that advances it)."""
+    if args.quiet:
+        return None, None
+    from tqdm import tqdm
+    bar = tqdm(total=args.steps, desc=f"{cls.name} on {args.dataset}", unit="step",
+               file=args.err, mininterval=0.5, dynamic_ncols=True)
 
     def progress(info):
-        if bar is not None:
-            post = {"loss": f"{info['loss']:.3f}"}
-            if "accuracy" in info:
-                post["acc"] = f"{info['accuracy']:.1f}%"
-            for key, label in (("val_accuracy", "val"), ("val_mse", "val_mse")):
-                if key in info:
-                    post[label] = f"{info[key]:.4g}"
-            bar.set_postfix(post, refresh=False)
-            bar.update(1)
+        post = {"loss": f"{info['loss']:.3f}"}
+        if "accuracy" in info:
+            post["acc"] = f"{info['accuracy']:.1f}%"
+        for key, label in (("val_accuracy", "val"), ("val_mse", "val_mse")):
+            if key in info:
+                post[label] = f"{info[key]:.4g}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
 
-    trainer = Trainer(learner, dataset, n_way=n_way, k_shot=args.k_shot, n_query=args.n_query,
-                      steps=args.steps, seed=args.seed, val_every=args.val_every,
-                      val_episodes=args.val_episodes, device=device, callback=progress,
-                      checkpoint_path=out_path, checkpoint_meta=meta)
+    return bar, progress
+
+
+def _run_until_interrupted(trainer, bar):
+    """``trainer.run()``; Ctrl-C stops it between steps (the best weights still count)."""
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
-        # Ctrl-C stops between steps; the best weights so far are still saved.
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        result = trainer.run(stop)
+        return trainer.run(stop)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
-    report = {"checkpoint": str(out_path), "algorithm": cls.name, "dataset": args.dataset,
+
+
+def _test_metrics(learner, dataset, args, n_way) -> dict:
+    """The best weights on ``--eval-episodes`` test episodes: test_accuracy (or
+    test_mse), test_ci95, test_episodes, test_n_query."""
+    from .evaluation import evaluate
+    test = evaluate(learner, dataset, "test", n_way=n_way, k_shot=args.k_shot,
+                    n_query=args.eval_n_query, episodes=args.eval_episodes, seed=0)
+    key = "mse" if _is_regression(dataset) else "accuracy"
+    return {f"test_{key}": test[key], "test_ci95": test["ci95"], "test_episodes": test["episodes"],
+            "test_n_query": test["n_query"]}
+
+
+def _print_train_report(report: dict, result, args, out) -> None:
+    if args.json:
+        print(json.dumps(report), file=out)
+        return
+    best = (f"best {result.best_metric} {result.best_value:.4g} at step {result.best_step}"
+            if result.best_value is not None else f"{result.steps_done} steps, no validation")
+    test = (f", test {report.get('test_accuracy', report.get('test_mse')):.4g} "
+            f"± {report['test_ci95']:.2g}" if "test_ci95" in report else "")
+    print(f"saved {args.out_path}: {best}{test}", file=out)
+    if result.message:
+        print(result.message, file=out)
+
+
+def cmd_train(args, out) -> None:
+    import torch
+    from .checkpoints import save_checkpoint
+    from .learners import get_learner_class
+    from .training import Trainer
+
+    cls = get_learner_class(args.algorithm)
+    hp = _check_train_args(args, cls)
+    device = _setup_torch(args)
+    dataset = _load_data(args.dataset, seed=args.data_seed, image_size=args.image_size,
+                         channels=args.channels)
+    n_way = args.n_way if args.n_way is not None else (1 if _is_regression(dataset) else 5)
+    torch.manual_seed(args.seed)
+    learner = cls(dataset.input_shape, n_way, task=getattr(dataset, "task", "classification"), **hp)
+    meta = {"dataset": args.dataset, "dataset_params": dict(getattr(dataset, "params", {}) or {}),
+            "data_seed": args.data_seed, "image_size": args.image_size, "channels": args.channels,
+            "command": " ".join([PROG] + [shlex.quote(a) for a in args.argv])}
+    # The Trainer writes the best weights as they improve; when a test evaluation follows,
+    # the checkpoint is written once, after it, with the test figures (not twice).
+    evaluate_after = bool(args.eval_episodes)
+    bar, progress = _progress(args, cls)
+    trainer = Trainer(learner, dataset, n_way=n_way, k_shot=args.k_shot, n_query=args.n_query,
+                      steps=args.steps, seed=args.seed, val_every=args.val_every,
+                      val_episodes=args.val_episodes, device=device, callback=progress,
+                      checkpoint_path=None if evaluate_after else args.out_path,
+                      checkpoint_meta=meta)
+    result = _run_until_interrupted(trainer, bar)
+    report = {"checkpoint": str(args.out_path), "algorithm": cls.name, "dataset": args.dataset,
               "n_way": n_way, "k_shot": args.k_shot, **result.metrics(),
               "stopped_early": result.stopped_early, "nan_detected": result.nan_detected}
     if result.message:
         report["message"] = result.message
-    if args.eval_episodes and result.steps_done:
-        test = evaluate(learner, dataset, "test", n_way=n_way, k_shot=args.k_shot,
-                        n_query=args.eval_n_query, episodes=args.eval_episodes, seed=0)
-        key = "mse" if _is_regression(dataset) else "accuracy"
-        extra = {f"test_{key}": test[key], "test_ci95": test["ci95"], "test_episodes": test["episodes"],
-                 "test_n_query": test["n_query"]}
-        report.update(extra)
-        meta["metrics"] = {**result.metrics(), **extra}
-        meta.update(n_way=n_way, k_shot=args.k_shot, n_query=args.n_query, seed=args.seed,
-                    steps=result.best_step if result.best_step is not None else result.steps_done)
-        save_checkpoint(learner, out_path, **meta)  # the learner holds the best weights
-    if args.json:
-        print(json.dumps(report), file=out)
-    else:
-        best = (f"best {result.best_metric} {result.best_value:.4g} at step {result.best_step}"
-                if result.best_value is not None else f"{result.steps_done} steps, no validation")
-        test = (f", test {report.get('test_accuracy', report.get('test_mse')):.4g} "
-                f"± {report['test_ci95']:.2g}" if "test_ci95" in report else "")
-        print(f"saved {out_path}: {best}{test}", file=out)
-        if result.message:
-            print(result.message, file=out)
+    if evaluate_after and result.best_state is not None:
+        learner.load_state_dict(result.best_state)  # after a NaN the Trainer keeps the last good
+        test = _test_metrics(learner, dataset, args, n_way)
+        report.update(test)
+        save_checkpoint(learner, args.out_path, **meta, metrics={**result.metrics(), **test},
+                        n_way=n_way, k_shot=args.k_shot, n_query=args.n_query, seed=args.seed,
+                        steps=result.best_step if result.best_step is not None else result.steps_done)
+    _print_train_report(report, result, args, out)
     if result.nan_detected:
-        raise MetaRepError(result.message + f" (checkpoint with the best weights: {out_path})")
+        raise MetaRepError(result.message + f" (checkpoint with the best weights: {args.out_path})")
+
+
+BUILTIN_DATASETS = ("glyphs", "digits", "sinusoid")
+
+
+def _dataset_of(meta: dict, checkpoint: str) -> str:
+    """The dataset named in a checkpoint's metadata, if it is a built-in one: a
+    checkpoint never chooses a path to read from disk (``folder:/dev/zero``)."""
+    spec = meta.get("dataset")
+    if not spec or not isinstance(spec, str):
+        raise MetaRepError(f"checkpoint {checkpoint!r} does not name its dataset; pass --dataset")
+    if spec not in BUILTIN_DATASETS:
+        shown = spec if len(spec) <= 120 else spec[:120] + "..."
+        raise MetaRepError(f"checkpoint {checkpoint!r} was made on dataset {shown!r}; a checkpoint's "
+                           "metadata never chooses a path to read, so pass --dataset (one of "
+                           f"{', '.join(BUILTIN_DATASETS)} or folder:PATH)")
+    return spec
 
 
 def cmd_evaluate(args, out) -> None:
@@ -304,27 +370,30 @@ def cmd_evaluate(args, out) -> None:
 
     check_positive_int("episodes", args.episodes)
     check_positive_int("n_query", args.n_query)
+    _check_seed("seed", args.seed)
+    if args.data_seed is not None:
+        _check_seed("data_seed", args.data_seed)
     device = _setup_torch(args)
     learner, meta = load_checkpoint(args.checkpoint, map_location=device)
-    spec = args.dataset or meta.get("dataset")
-    if not spec:
-        raise MetaRepError(f"checkpoint {args.checkpoint!r} does not name its dataset; pass --dataset")
+    spec = args.dataset or _dataset_of(meta, args.checkpoint)
+    # The input shape is within the checkpoint bounds (load_checkpoint checked it).
     shape = tuple(learner.input_shape)
     image_size = args.image_size
     if image_size is None and len(shape) == 3:
         image_size = shape[-1]
     channels = shape[0] if len(shape) == 3 else 1
     data_seed = args.data_seed if args.data_seed is not None else (
-        meta.get("data_seed", 0) if spec == meta.get("dataset") else 0)
+        _check_seed("the checkpoint's data_seed", meta.get("data_seed", 0))
+        if spec == meta.get("dataset") else 0)
     dataset = _load_data(spec, seed=data_seed, image_size=image_size, channels=channels)
     if tuple(dataset.input_shape) != shape:
         raise MetaRepError(f"dataset {spec!r} gives inputs of shape {tuple(dataset.input_shape)} but "
                            f"the checkpoint's {meta['algorithm']} expects {shape}"
                            + (f"; pass --image-size {shape[-1]}" if len(shape) == 3 else ""))
-    n_way = args.n_way if args.n_way is not None else int(meta.get("n_way", learner.n_way))
-    k_shot = args.k_shot if args.k_shot is not None else int(meta.get("k_shot", 1))
-    check_positive_int("n_way", n_way)
-    check_positive_int("k_shot", k_shot)
+    n_way = check_positive_int("n_way", args.n_way if args.n_way is not None
+                               else meta.get("n_way", learner.n_way))
+    k_shot = check_positive_int("k_shot", args.k_shot if args.k_shot is not None
+                                else meta.get("k_shot", 1))
     from tqdm import tqdm
     bar = tqdm(total=args.episodes, desc="evaluate", unit="episode", file=args.err,
                disable=None, mininterval=0.5)
