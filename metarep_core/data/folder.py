@@ -172,7 +172,8 @@ def _decode(src, parts, size: int, mode: str) -> np.ndarray:
             if im.width * im.height > MAX_PIXELS:
                 raise _too_many_pixels(parts, im.width, im.height)
             im.draft(mode, (size, size))  # JPEG: decode at a reduced scale directly
-            im = im.convert(mode)
+            if im.mode != mode:  # convert() of a same-mode image is a full copy (120 MB at 40 MP RGB)
+                im = im.convert(mode)
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
