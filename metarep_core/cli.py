@@ -77,7 +77,8 @@ def build_parser() -> _Parser:
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on test episodes (mean, 95%% CI)")
     p.add_argument("checkpoint", help="a .safetensors checkpoint")
-    p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
+    p.add_argument("--dataset", default=None,
+                   help="default: the checkpoint's dataset if built-in (a folder: path must be given)")
     p.add_argument("--split", default="test", help="test (default), val, train or all")
     p.add_argument("--episodes", type=int, default=600, help="episodes (default 600)")
     p.add_argument("--n-way", type=int, default=None, help="default: the checkpoint's")

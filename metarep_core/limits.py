@@ -23,6 +23,6 @@ MAX_SEED = 2**32 - 1                     # numpy's and torch's seeds agree on 0.
 
 # ----------------------------------------------------------------------------- images
 MAX_IMAGE_PIXELS = 40_000_000            # one image, before resizing (a tiny PNG can declare a huge canvas)
-MAX_ARCHIVE_PIXELS = 200_000_000         # all images of one upload or folder together
+MAX_ARCHIVE_PIXELS = 250_000_000         # all images of one upload or folder (Omniglot background: 213 MP)
 MAX_IMAGES = 20_000                      # image files in one upload or folder (Omniglot has 32,460 in two zips)
 MAX_DECODED_BYTES = 200 * 2**20          # one dataset's images after resizing, as uint8, rotations included
