@@ -43,9 +43,10 @@ def test_default_opens_on_glyphs_5way_1shot_with_every_page(app):
         assert not app.error, (page, [e.value for e in app.error])
 
 
-@pytest.mark.parametrize("dataset,n_way", [("digits", 3), ("sinusoid", 1)])
+@pytest.mark.parametrize("dataset,n_way", [("omniglot", 5), ("digits", 3), ("sinusoid", 1)])
 def test_every_page_renders_on_each_dataset(dataset, n_way):
     at = new_app(dataset=dataset, n_way=n_way, k_shot=2, n_query=3)
+    assert at.query_params["dataset"] == dataset  # offered, not reset to the default
     for page in PAGES:
         goto(at, page)
         assert problems(at) == [], (dataset, page)

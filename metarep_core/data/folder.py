@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import MetaRepError
 from .archive import IMAGE_EXTENSIONS, ArchiveLimits, read_dir_images, read_zip_images
 from .base import ClassDataset, split_classes
+from .imaging import image_to_array
 
 ROTATIONS = (90, 180, 270)
 MAX_PIXELS = 40_000_000  # per image, before resizing: a tiny PNG can declare a huge canvas
@@ -108,11 +109,7 @@ def _decode(src, parts, size: int, mode: str) -> np.ndarray:
                 raise MetaRepError(
                     f"the image {'/'.join(parts)!r} is {im.width}x{im.height} pixels; at most "
                     f"{MAX_PIXELS // 1_000_000} megapixels are allowed")
-            im.draft(mode, (size, size))  # JPEG: decode at a reduced scale directly
-            im = im.convert(mode)
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
+            return image_to_array(im, size, mode)  # shared with the bundled omniglot array
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise MetaRepError(f"the file {'/'.join(parts)!r} has an image extension but is not a "
                            f"readable image ({type(exc).__name__}); fix or remove it") from None
