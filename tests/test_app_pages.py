@@ -208,7 +208,7 @@ def test_compare_runs_learners_on_identical_episodes_and_exports(app):
     from app.exports import comparison_csv, comparison_json
     from metarep_core.data import load_dataset
     from metarep_core.evaluation import episode_scores
-    model = app.session_state["models"][("protonet", "glyphs", 5, (1, 28, 28))]["learner"]
+    model = app.session_state["models"][("protonet", "glyphs", 5, (1, 28, 28))].learner
     direct = episode_scores(model, load_dataset("glyphs"), "test", n_way=5, k_shot=1, n_query=3,
                             episodes=10, seed=0)
     assert list(results["protonet"]["scores"]) == pytest.approx(list(direct))
