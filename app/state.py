@@ -135,10 +135,11 @@ class SessionModel:
     (``source``: "shipped", "fresh", "trained" or "uploaded") and its checkpoint
     metadata (``meta``: "file", "steps", ...).
 
-    A new model (trained, uploaded) is a new ``SessionModel`` with a new ``version``,
-    never an edit of this one, so :attr:`cache_key` names exactly these weights. What
-    is computed from them (a trace, projected points) is memoised on the model itself
-    (:meth:`remember`): it goes when the model goes and can never outlive the weights.
+    A new model (trained, uploaded) is a new ``SessionModel`` with a new ``version``
+    (unique in the session), never an edit of this one. What is computed from its
+    weights (a trace, projected points) is memoised on the model itself
+    (:meth:`remember`), so it is its own cache key: the memo goes when the model goes
+    and can never be read for other weights.
     """
 
     learner: object
@@ -148,10 +149,6 @@ class SessionModel:
     _memo: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
 
     MEMO_ITEMS = 8  # per model: a few episodes x a few projections
-
-    @property
-    def cache_key(self) -> tuple:
-        return ("model", self.version)
 
     def remember(self, key: tuple, compute: Callable[[], object]):
         """``compute()`` the first time ``key`` is asked for, the same object after
