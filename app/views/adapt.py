@@ -26,6 +26,27 @@ def toggle_play(last: int) -> None:
         ss["adapt_step"] = 0  # play from the start once at the end
 
 
+def play_button(col, last: int) -> bool:
+    """The play/pause button for a trace whose last step is ``last``; whether it plays."""
+    ss = st.session_state
+    if ss.get("adapt_step", 0) > last:  # a shorter trace than the last one shown
+        ss["adapt_step"] = last
+    playing = ss.get(PLAYING, False) and last > 0
+    col.button(t("adapt.pause") if playing else t("adapt.play"), key="adapt_play",
+               on_click=toggle_play, args=(last,), disabled=last == 0)
+    return playing
+
+
+def regression_inputs(ctx, episode) -> dict:
+    """For a regression task, what :func:`step_view` draws beside the model: a fresh
+    init's trace and the task's true curve (nothing for classification)."""
+    if not episode.is_regression:
+        return {}
+    before = services.before_model(ctx.settings, ctx.dataset, ctx.dataset_id)
+    return {"before_trace": trace_or_stop(before, episode),
+            "true_curve": services.true_curve(ctx.dataset, episode)}
+
+
 def trace_or_stop(model, episode) -> list:
     try:
         with st.spinner(t("adapt.adapting")):
@@ -129,16 +150,6 @@ sample_col, play_col, _ = st.columns([2, 1, 5])
 sample_col.button(t("adapt.sample"), key="adapt_sample", on_click=state.next_seed)
 episode = ui.episode_or_stop(ctx)
 trace = trace_or_stop(model, episode)
-last = len(trace) - 1
-if st.session_state.get("adapt_step", 0) > last:
-    st.session_state["adapt_step"] = last
-playing = st.session_state.get(PLAYING, False) and last > 0
-play_col.button(t("adapt.pause") if playing else t("adapt.play"), key="adapt_play",
-                on_click=toggle_play, args=(last,), disabled=last == 0)
-regression = {}
-if episode.is_regression:
-    before = services.before_model(ctx.settings, ctx.dataset, ctx.dataset_id)
-    regression = {"before_trace": trace_or_stop(before, episode),
-                  "true_curve": services.true_curve(ctx.dataset, episode)}
+playing = play_button(play_col, last=len(trace) - 1)
 st.fragment(step_view, run_every=0.8 if playing else None)(
-    model, episode, trace, playing, ctx.settings.seed, **regression)
+    model, episode, trace, playing, ctx.settings.seed, **regression_inputs(ctx, episode))
