@@ -242,6 +242,16 @@ def test_regression_shows_one_output_and_keeps_n_for_classification():
     assert at.query_params["n_way"] == "3"
 
 
+def test_a_lesson_sets_n_while_a_regression_dataset_hides_it():
+    at = new_app(dataset="sinusoid", n_way=3)
+    assert at.number_input(key="n_way_fixed").value == 1 and at.query_params["n_way"] == "3"
+    goto(at, "lessons")
+    at.button(key="lesson_episode").click().run()  # glyphs, n_way = 5
+    assert problems(at) == [] and at.title[0].value == EN["page.episodes"]
+    assert at.number_input(key="n_way").value == 5 and at.query_params["n_way"] == "5"
+    assert at.session_state["_ctx"].settings.n_way == 5
+
+
 def test_every_registered_learner_is_watched_with_no_page_code_for_it():
     """Adaptation of each registered learner: its trace is scrubbed to the end and each
     of its extras is drawn (generically, by shape), with no page naming an algorithm."""
