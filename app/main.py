@@ -1,6 +1,7 @@
 """MetaRep Explorer — entry point (`streamlit run app/main.py`).
 
-Pages (st.navigation; URL path -> script). The default page is served at the root:
+Pages (st.navigation over the list in app/pages.py; URL path -> script). The default
+page is served at the root:
     /           views/episodes.py   support & query grids, "new episode"   (url_path "episodes";
                                     Streamlit serves a default page at "/" only)
     /train      views/train.py      meta-training in the background pool, checkpoints
@@ -51,22 +52,18 @@ import torch  # noqa: E402
 # spin against each other (and against other users).
 torch.set_num_threads(int(os.environ.get("METAREP_TORCH_THREADS", "1")))
 
-from app import services, sidebar, state  # noqa: E402
+from app import pages, services, sidebar, state  # noqa: E402
 from app.i18n import t  # noqa: E402
 
 st.set_page_config(page_title="MetaRep Explorer", page_icon=":material/psychology:", layout="wide")
 state.init_from_url()
 services.warm_up_projection()
 
-# Material icons ship with Streamlit (emoji need the viewer's fonts).
-PAGES = [("episodes", ":material/style:"), ("train", ":material/model_training:"),
-         ("adapt", ":material/timeline:"), ("embedding", ":material/scatter_plot:"),
-         ("compare", ":material/compare_arrows:"), ("lessons", ":material/school:"),
-         ("theory", ":material/menu_book:")]
+services.adopt_finished_job()  # before the sidebar and page read the session's model
 st.session_state["_ctx"] = sidebar.render()
 navigation = st.navigation([
-    st.Page(f"views/{name}.py", title=t(f"page.{name}"), icon=icon, url_path=name,
-            default=(name == "episodes"))
-    for name, icon in PAGES
+    st.Page(page.script, title=t(f"page.{page.name}"), icon=page.icon, url_path=page.name,
+            default=(page.name == pages.DEFAULT))
+    for page in pages.PAGES
 ])
 navigation.run()

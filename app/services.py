@@ -8,17 +8,23 @@ batch-norm statistic updated in a forward pass) can reach another session.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 import torch
 
 from app import state
 from app.i18n import t
+from app.jobs import TrainingJob, adopt_result
 from metarep_core.episodes import Episode, EpisodeSampler
 from metarep_core.errors import MetaRepError
+from metarep_core.evaluation import episode_scores, summarize
 from metarep_core.learners import available, build_learner, get_learner_class
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +51,8 @@ def current_dataset(settings: state.Settings):
 
 
 def dataset_task(dataset) -> str:
-    return getattr(dataset, "task", "classification")
+    """"classification" or "regression": the dataset says (no dataset is named here)."""
+    return dataset.task
 
 
 def sample_episode(settings: state.Settings, dataset, seed: int | None = None) -> Episode:
@@ -105,11 +112,10 @@ def fresh_learner(algorithm: str, input_shape, n_way: int, task: str, seed: int 
     return learner.eval()
 
 
-def session_model(settings: state.Settings, dataset, dataset_id: str) -> dict:
-    """This session's model for the sidebar's algorithm/dataset/N: a dict with
-    ``learner``, ``source`` ("trained", "uploaded", "shipped" or "fresh"), ``meta``,
-    ``version``. Made on first use from the shipped checkpoint when one fits, else
-    a fresh init."""
+def session_model(settings: state.Settings, dataset, dataset_id: str) -> state.SessionModel:
+    """This session's :class:`~app.state.SessionModel` for the sidebar's
+    algorithm/dataset/N. Made on first use from the shipped checkpoint when one fits
+    (``source`` "shipped"), else a fresh init ("fresh")."""
     task = dataset_task(dataset)
     key = state.model_key(settings.algorithm, dataset_id, settings.n_way, dataset.input_shape)
     models = state.session_models()
@@ -137,21 +143,21 @@ def session_model(settings: state.Settings, dataset, dataset_id: str) -> dict:
     return models[key]
 
 
-def model_caption(entry: dict) -> str:
+def model_caption(model: state.SessionModel) -> str:
     """One line saying where the session's model came from."""
-    meta = entry.get("meta") or {}
-    return t("model.source." + entry["source"], file=meta.get("file", ""),
-             steps=meta.get("steps", "?"))
+    return t("model.source." + model.source, file=model.meta.get("file", ""),
+             steps=model.meta.get("steps", "?"))
 
 
-def before_learner(settings: state.Settings, dataset, dataset_id: str):
-    """The "before meta-training" learner: a fresh init of the same algorithm,
-    seeded by the sidebar seed (cached in the session)."""
+def before_model(settings: state.Settings, dataset, dataset_id: str) -> state.SessionModel:
+    """The "before meta-training" model: a fresh init of the same algorithm, seeded by
+    the sidebar seed (kept for the session: the same init gives the same memo)."""
     store = state.cache("before", max_items=4)
     key = (settings.algorithm, dataset_id, settings.n_way, settings.seed)
     if key not in store:
-        store[key] = fresh_learner(settings.algorithm, dataset.input_shape, settings.n_way,
-                                   dataset_task(dataset), seed=settings.seed)
+        learner = fresh_learner(settings.algorithm, dataset.input_shape, settings.n_way,
+                                dataset_task(dataset), seed=settings.seed)
+        store[key] = state.new_model(learner, "fresh")
     return store[key]
 
 
@@ -159,6 +165,206 @@ def adapt(learner, episode: Episode, record: bool = True):
     """``learner.adapt`` in eval mode (no batch-norm statistics are updated)."""
     learner.eval()
     return learner.adapt(episode, record=record)
+
+
+def adopt_finished_job() -> None:
+    """The one place a finished (or stopped) training job becomes the session's model;
+    main.py calls it at the start of every full run, before the sidebar and the page."""
+    job = st.session_state.get("job")
+    if job is not None and not job.active and not job.collected:
+        adopt_result(job)
+
+
+def start_training(model: state.SessionModel, settings: state.Settings, dataset,
+                   dataset_id: str, *, hp: dict, steps: int, fresh: bool) -> TrainingJob:
+    """A submitted job training a learner with ``hp`` on ``dataset``: ``model``'s
+    weights carried over unless ``fresh`` (refused when the new hyper-parameters
+    change the weights' shapes). MetaRepError when N/K/Q don't fit the train split."""
+    s = settings
+    EpisodeSampler(dataset, "train", s.n_way, s.k_shot, s.n_query, s.seed)  # validates N/K/Q
+    learner = fresh_learner(s.algorithm, dataset.input_shape, s.n_way, dataset_task(dataset),
+                            seed=s.seed, **hp)
+    if not fresh:
+        try:
+            learner.load_state_dict(model.learner.state_dict())
+        except RuntimeError:
+            raise MetaRepError(t("train.hp_changes_shape")) from None
+    key = state.model_key(s.algorithm, dataset_id, s.n_way, dataset.input_shape)
+    return TrainingJob(learner, dataset, model_key=key, n_way=s.n_way, k_shot=s.k_shot,
+                       n_query=s.n_query, steps=steps, seed=s.seed, val_episodes=20).submit()
+
+
+# ------------------------------------------------------------------ what pages draw
+# Memoised on the model (SessionModel.remember), keyed by what the result depends on:
+# a page asks again on every rerun and gets the same object back.
+def episode_key(episode: Episode) -> tuple:
+    """Identifies an episode by its content (the tensors, class names and task), so a
+    memo never confuses two episodes that merely share a seed."""
+    digest = hashlib.blake2b(digest_size=16)
+    for x in (episode.support_x, episode.support_y, episode.query_x, episode.query_y):
+        arr = x.detach().cpu().contiguous().numpy()
+        digest.update(str((arr.dtype, arr.shape)).encode())
+        digest.update(arr.tobytes())
+    return (episode.task, tuple(episode.class_names), digest.hexdigest())
+
+
+def trace(model: state.SessionModel, episode: Episode) -> list:
+    """The adaptation trace (a list of ``TraceStep``) of ``model`` on ``episode``."""
+    return model.remember(("trace", episode_key(episode)),
+                          lambda: adapt(model.learner, episode, record=True).trace or [])
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Where the queries (then the prototypes, if any) move during adaptation:
+    ``points`` (T, n, 2) aligned across the T steps; ``y`` (n,) a class index per
+    point (prototype j stands for class j); ``kinds`` "query" or "prototype"."""
+
+    points: np.ndarray
+    y: np.ndarray
+    kinds: list[str]
+
+
+def motion(model: state.SessionModel, episode: Episode, seed: int = 0) -> Motion | None:
+    """:class:`Motion` along ``trace(model, episode)``; None when the trace has no
+    query embeddings (or their number changes between steps)."""
+    def compute():
+        rows = []
+        for step in trace(model, episode):
+            if step.query_emb is None:
+                return None
+            parts = [step.query_emb] + ([step.prototypes] if step.prototypes is not None else [])
+            rows.append(np.concatenate(parts, 0))
+        if not rows or len({r.shape for r in rows}) != 1:
+            return None
+        from metarep_core.projection import project_aligned
+        points = np.stack(project_aligned(rows, method="pca", dim=2, seed=seed))
+        n_query = len(episode.query_y)
+        n_protos = points.shape[1] - n_query
+        return Motion(points, np.concatenate([episode.query_y.numpy(), np.arange(n_protos)]),
+                      ["query"] * n_query + ["prototype"] * n_protos)
+    return model.remember(("motion", episode_key(episode), seed), compute)
+
+
+def true_curve(dataset, episode: Episode) -> tuple[np.ndarray, np.ndarray]:
+    """A regression task's true curve: inputs (n,) on the dataset's own plotting grid
+    and the outputs (n,) there."""
+    grid = dataset.grid()  # (n, 1)
+    return grid.view(-1).numpy(), dataset.evaluate(episode.info, grid).view(-1).numpy()
+
+
+@dataclass(frozen=True)
+class EmbeddingPoints:
+    """One model's embedding of an episode (support, query, extra samples of the
+    split, then its prototypes), projected: ``xy`` (n, dim); per point the class
+    name, group (alphabet) or None, kind ("support", "query", "sample",
+    "prototype"), whether a query was misclassified, and its image (n, H, W[, 3]);
+    ``notes`` say what the projection clamped."""
+
+    xy: np.ndarray
+    names: list[str]
+    groups: list
+    kinds: np.ndarray
+    wrong: np.ndarray
+    images: np.ndarray
+    notes: list[str]
+
+    @property
+    def class_names(self) -> list[str]:
+        """The distinct class names in order of first appearance."""
+        return sorted(set(self.names), key=self.names.index)
+
+    @property
+    def y(self) -> np.ndarray:
+        """(n,) each point's index in :attr:`class_names`."""
+        order = self.class_names
+        return np.array([order.index(n) for n in self.names])
+
+
+def points(model: state.SessionModel, episode: Episode, dataset, *, split: str,
+           n_samples: int, method: str, dim: int, seed: int, **params) -> EmbeddingPoints:
+    """:class:`EmbeddingPoints` of ``model`` (adapted to ``episode``) with ``n_samples``
+    more images of ``split``, projected by ``method`` ("umap", "tsne", "pca") to ``dim``
+    dimensions (``params``: n_neighbors, perplexity). NotImplementedError when the
+    learner has no embedding; MetaRepError for a projection parameter out of range."""
+    def compute():
+        from metarep_core.projection import project
+        emb, names, groups, kinds, wrong, images = _embed(model.learner, episode, dataset,
+                                                          split, n_samples, seed)
+        xy, notes = project(emb, method=method, dim=dim, seed=seed, return_notes=True, **params)
+        return EmbeddingPoints(xy, names, groups, np.array(kinds), wrong, images, list(notes))
+    key = ("points", episode_key(episode), split, n_samples, method, dim, seed,
+           tuple(sorted(params.items())))
+    return model.remember(key, compute)
+
+
+def _embed(learner, episode: Episode, dataset, split: str, n_samples: int, seed: int):
+    """Embeddings (n, d) of support, query, extra samples, then prototypes; with the
+    per-point class name, group, kind, misclassified flag and image."""
+    from app.ui import image_array
+    adapted = adapt(learner, episode, record=False)
+    extra_x, extra_c = (dataset.samples(split, n_samples, seed=seed) if n_samples
+                        else (episode.query_x[:0], []))
+    x = torch.cat([episode.support_x, episode.query_x, extra_x])
+    with torch.no_grad():
+        try:
+            emb = adapted.embed(x)
+        except NotImplementedError:  # a learner whose adapted state has no embedding of its own
+            emb = learner.embed(x)
+        pred = adapted.predict(episode.query_x).argmax(1)
+    names = ([episode.class_names[i] for i in episode.support_y] +
+             [episode.class_names[i] for i in episode.query_y] +
+             [dataset.class_names[ci] for ci in extra_c])
+    groups_all = getattr(dataset, "groups", None)
+    ep_groups = episode.info.get("groups") or [None] * episode.n_way
+    groups = ([ep_groups[i] for i in episode.support_y] + [ep_groups[i] for i in episode.query_y] +
+              [groups_all[ci] if groups_all else None for ci in extra_c])
+    kinds = (["support"] * len(episode.support_y) + ["query"] * len(episode.query_y) +
+             ["sample"] * len(extra_c))
+    wrong = np.zeros(len(kinds), bool)
+    wrong[len(episode.support_y):len(episode.support_y) + len(episode.query_y)] = (
+        pred.cpu().numpy() != episode.query_y.numpy())
+    images = image_array(x)
+    emb = emb.detach().cpu().numpy()
+    if adapted.prototypes is not None:
+        protos = adapted.prototypes.detach().cpu().numpy()
+        emb = np.concatenate([emb, protos])
+        names += list(episode.class_names)
+        groups += list(ep_groups)
+        kinds += ["prototype"] * len(protos)
+        wrong = np.concatenate([wrong, np.zeros(len(protos), bool)])
+        images = np.concatenate([images, np.zeros((len(protos),) + images.shape[1:], images.dtype)])
+    return emb, names, groups, kinds, wrong, images
+
+
+def predictions(model: state.SessionModel, episode: Episode) -> tuple[np.ndarray, float]:
+    """Query probabilities (n_query, n_way) of ``model`` adapted to ``episode``, and
+    its query accuracy in percent."""
+    def compute():
+        probs = adapt(model.learner, episode, record=False).predict(episode.query_x)
+        accuracy = float((probs.argmax(1) == episode.query_y).float().mean()) * 100
+        return probs.detach().cpu().numpy(), accuracy
+    return model.remember(("predictions", episode_key(episode)), compute)
+
+
+def compare(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
+            episodes: int, on_progress: Callable[[str, float, int, int], object] | None = None
+            ) -> dict[str, dict]:
+    """Each model scored on the same ``episodes`` episodes (seeds ``settings.seed``...):
+    ``{name: {"scores": (episodes,), "summary": {metric, "ci95"}, "source": ...}}``.
+    ``on_progress(name, fraction of all, done, total)`` after each episode."""
+    regression = dataset_task(dataset) == "regression"
+    s, out = settings, {}
+    for j, (name, model) in enumerate(models.items()):
+        def tick(done, total, j=j, name=name):
+            if on_progress is not None:
+                on_progress(name, (j + done / total) / len(models), done, total)
+        scores = episode_scores(model.learner.eval(), dataset, s.split, n_way=s.n_way,
+                                k_shot=s.k_shot, n_query=s.n_query, episodes=episodes,
+                                seed=s.seed, callback=tick)
+        out[name] = {"scores": scores, "summary": summarize(scores, regression=regression),
+                     "source": model.source}
+    return out
 
 
 # ------------------------------------------------------------------ start-up

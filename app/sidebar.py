@@ -10,15 +10,16 @@ import streamlit as st
 
 from app import services, state, uploads
 from app.i18n import LANGUAGES, t
-from app.jobs import TrainingJob, adopt_result
+from app.jobs import TrainingJob
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
 
 @dataclass
 class Context:
-    """What a page needs from the sidebar. ``dataset`` is None when it could not be
-    loaded (``error`` says why)."""
+    """What a page needs from the sidebar. ``settings`` are the effective ones (N = 1
+    for a regression task); ``task`` is the dataset's own. ``dataset`` is None when it
+    could not be loaded (``error`` says why)."""
 
     settings: state.Settings
     dataset: object = None
@@ -57,13 +58,10 @@ def _upload_box() -> None:
 
 
 def _job_status() -> None:
+    """A line while this session's training job runs (main.py adopts it when done)."""
     job: TrainingJob | None = st.session_state.get("job")
-    if job is None:
-        return
-    if job.active:
+    if job is not None and job.active:
         st.caption(t("sidebar.job_running", step=job.step, steps=job.steps))
-    if job.status in ("done", "stopped") and not job.collected:
-        adopt_result(job)
 
 
 # Widgets whose option labels are translated (format_func). The browser keeps showing a
@@ -115,7 +113,6 @@ def render() -> Context:
             ctx.task = services.dataset_task(ctx.dataset)
         except MetaRepError as exc:
             ctx.error = str(exc)
-        ss["_task"] = ctx.task
 
         options = services.algorithms_for(ctx.task)
         if ss.get("algorithm") not in options:
@@ -126,20 +123,15 @@ def render() -> Context:
         cls = get_learner_class(ss["algorithm"])
         st.caption(f"{t('family.' + cls.family)} — {cls.paper}")
 
-        regression = ctx.task == "regression"
         c1, c2 = st.columns(2)
-        if regression:
-            # One output: show N = 1, and keep the classification N for when the user
-            # switches back (an unrendered widget's value is dropped by Streamlit).
-            if "n_way" in ss:
-                ss["_n_way_saved"] = ss["n_way"]
-            c1.number_input(t("sidebar.n_way"), value=1, disabled=True, key="n_way_fixed",
-                            help=t("sidebar.n_way_regression"))
+        if ctx.task == "regression":
+            # One output: show N = 1. The chosen N stays under "n_way" for when the user
+            # switches back (persist_state keeps a widget's value while it is hidden).
+            c1.number_input(t("sidebar.n_way"), value=ctx.settings.for_task(ctx.task).n_way,
+                            disabled=True, key="n_way_fixed", help=t("sidebar.n_way_regression"))
         else:
-            if "n_way" not in ss:
-                ss["n_way"] = ss.get("_n_way_saved", state.DEFAULTS.n_way)
             c1.number_input(t("sidebar.n_way"), *state.LIMITS["n_way"], key="n_way", step=1,
-                            help=t("sidebar.n_way_help"))
+                            help=t("sidebar.n_way_help"), persist_state="session")
         c2.number_input(t("sidebar.k_shot"), *state.LIMITS["k_shot"], key="k_shot", step=1,
                         help=t("sidebar.k_shot_help"))
         c3, c4 = st.columns(2)
@@ -153,8 +145,9 @@ def render() -> Context:
             st.warning(t("sidebar.url_ignored", values=", ".join(ss["_url_warnings"])))
         _job_status()
 
-    ctx.settings = state.current()
-    state.write_url(ctx.settings)
+    chosen = state.current()
+    state.write_url(chosen)
+    ctx.settings = chosen.for_task(ctx.task)
     return ctx
 
 

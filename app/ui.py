@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import services, sidebar
 from app.i18n import t
+from app.state import SessionModel
 from metarep_core.errors import MetaRepError
 
 
@@ -29,14 +30,16 @@ def episode_or_stop(ctx: sidebar.Context, seed: int | None = None):
         st.stop()
 
 
-def model_or_stop(ctx: sidebar.Context) -> dict:
+def model_or_stop(ctx: sidebar.Context) -> SessionModel:
+    """The session's model for the sidebar's choice, its origin said in a line (an
+    info box when it is an untrained init); an error on the page otherwise."""
     try:
-        entry = services.session_model(ctx.settings, ctx.dataset, ctx.dataset_id)
+        model = services.session_model(ctx.settings, ctx.dataset, ctx.dataset_id)
     except MetaRepError as exc:
         st.error(str(exc))
         st.stop()
-    (st.info if entry["source"] == "fresh" else st.caption)(services.model_caption(entry))
-    return entry
+    (st.info if model.source == "fresh" else st.caption)(services.model_caption(model))
+    return model
 
 
 def image_array(x):

@@ -348,12 +348,11 @@ def cmd_train(args, out) -> None:
         raise MetaRepError(result.message + f" (checkpoint with the best weights: {args.out_path})")
 
 
-BUILTIN_DATASETS = ("glyphs", "digits", "sinusoid")
-
-
 def _dataset_of(meta: dict, checkpoint: str) -> str:
     """The dataset named in a checkpoint's metadata, if it is a built-in one: a
     checkpoint never chooses a path to read from disk (``folder:/dev/zero``)."""
+    from .data import DATASETS
+    BUILTIN_DATASETS = tuple(name for name in DATASETS if ":" not in name)  # not folder:PATH
     spec = meta.get("dataset")
     if not spec or not isinstance(spec, str):
         raise MetaRepError(f"checkpoint {checkpoint!r} does not name its dataset; pass --dataset")

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from app.pages import NAMES, script
+
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "app" / "main.py"
-PAGES = ("episodes", "train", "adapt", "embedding", "compare", "lessons", "theory")
+PAGES = NAMES  # every page the app declares (app/pages.py), in its order
 
 
 def new_app(**query):
@@ -28,7 +30,7 @@ def new_app(**query):
 
 
 def goto(at, page: str):
-    return at.switch_page(f"views/{page}.py").run()
+    return at.switch_page(script(page)).run()
 
 
 def set_and_run(at, **values):

@@ -43,9 +43,10 @@ def test_default_opens_on_glyphs_5way_1shot_with_every_page(app):
         assert not app.error, (page, [e.value for e in app.error])
 
 
-@pytest.mark.parametrize("dataset,n_way", [("digits", 3), ("sinusoid", 1)])
+@pytest.mark.parametrize("dataset,n_way", [("omniglot", 5), ("digits", 3), ("sinusoid", 1)])
 def test_every_page_renders_on_each_dataset(dataset, n_way):
     at = new_app(dataset=dataset, n_way=n_way, k_shot=2, n_query=3)
+    assert at.query_params["dataset"] == dataset  # offered, not reset to the default
     for page in PAGES:
         goto(at, page)
         assert problems(at) == [], (dataset, page)
@@ -208,7 +209,7 @@ def test_compare_runs_learners_on_identical_episodes_and_exports(app):
     from app.exports import comparison_csv, comparison_json
     from metarep_core.data import load_dataset
     from metarep_core.evaluation import episode_scores
-    model = app.session_state["models"][("protonet", "glyphs", 5, (1, 28, 28))]["learner"]
+    model = app.session_state["models"][("protonet", "glyphs", 5, (1, 28, 28))].learner
     direct = episode_scores(model, load_dataset("glyphs"), "test", n_way=5, k_shot=1, n_query=3,
                             episodes=10, seed=0)
     assert list(results["protonet"]["scores"]) == pytest.approx(list(direct))
@@ -240,6 +241,16 @@ def test_regression_shows_one_output_and_keeps_n_for_classification():
     set_and_run(at, dataset="glyphs")
     assert at.number_input(key="n_way").value == 3
     assert at.query_params["n_way"] == "3"
+
+
+def test_a_lesson_sets_n_while_a_regression_dataset_hides_it():
+    at = new_app(dataset="sinusoid", n_way=3)
+    assert at.number_input(key="n_way_fixed").value == 1 and at.query_params["n_way"] == "3"
+    goto(at, "lessons")
+    at.button(key="lesson_episode").click().run()  # glyphs, n_way = 5
+    assert problems(at) == [] and at.title[0].value == EN["page.episodes"]
+    assert at.number_input(key="n_way").value == 5 and at.query_params["n_way"] == "5"
+    assert at.session_state["_ctx"].settings.n_way == 5
 
 
 def test_every_registered_learner_is_watched_with_no_page_code_for_it():

@@ -44,14 +44,14 @@ def test_two_sessions_training_at_once_keep_their_own_models():
     b.run()
     c.run()
     model_a, model_b = _model(a), _model(b)
-    assert model_a["source"] == model_b["source"] == "trained"
-    assert model_a["learner"] is job_a.learner and model_b["learner"] is job_b.learner
-    assert not torch.equal(_weights(model_a["learner"]), _weights(model_b["learner"]))
+    assert model_a.source == model_b.source == "trained"
+    assert model_a.learner is job_a.learner and model_b.learner is job_b.learner
+    assert not torch.equal(_weights(model_a.learner), _weights(model_b.learner))
     # the third session, which trained nothing, still has the shipped (or fresh) model
     goto(c, "train")
-    assert _model(c)["source"] in ("shipped", "fresh")
-    assert not any(p.data_ptr() == q.data_ptr() for p in _model(c)["learner"].parameters()
-                   for q in model_a["learner"].parameters())
+    assert _model(c).source in ("shipped", "fresh")
+    assert not any(p.data_ptr() == q.data_ptr() for p in _model(c).learner.parameters()
+                   for q in model_a.learner.parameters())
     assert EN["model.source.trained"].split("(")[0].strip() in texts(a)
 
 
@@ -59,7 +59,7 @@ def test_the_shipped_model_is_copied_never_shared_between_sessions():
     a, b = new_app(), new_app()
     goto(a, "adapt")
     goto(b, "adapt")
-    la, lb = _model(a)["learner"], _model(b)["learner"]
+    la, lb = _model(a).learner, _model(b).learner
     assert la is not lb
     assert torch.equal(_weights(la), _weights(lb))  # same start: the shipped or seed-0 weights
     with torch.no_grad():
@@ -67,7 +67,7 @@ def test_the_shipped_model_is_copied_never_shared_between_sessions():
     assert not torch.equal(_weights(la), _weights(lb))
     fresh = new_app()
     goto(fresh, "adapt")
-    assert torch.equal(_weights(_model(fresh)["learner"]), _weights(lb))
+    assert torch.equal(_weights(_model(fresh).learner), _weights(lb))
 
 
 def test_stop_keeps_the_partial_model_and_the_page_stays_usable():
@@ -77,7 +77,7 @@ def test_stop_keeps_the_partial_model_and_the_page_stays_usable():
     job.wait(120)
     assert job.status == "stopped" and 0 < job.step < 5000
     at.run()
-    assert _model(at)["source"] == "trained"
+    assert _model(at).source == "trained"
     assert problems(at) == []
     assert not at.button(key="train_start").disabled
 
@@ -99,7 +99,7 @@ def test_checkpoint_upload_accepts_the_right_one_and_refuses_the_rest():
     errors, ok = upload("mine.safetensors", checkpoint_to_bytes(good))
     assert not errors and ok
     entry = _model(at)
-    assert entry["source"] == "uploaded" and torch.equal(_weights(entry["learner"]), _weights(good))
+    assert entry.source == "uploaded" and torch.equal(_weights(entry.learner), _weights(good))
 
     other = build_learner("maml", (1, 28, 28), 5)
     errors, _ = upload("maml.safetensors", checkpoint_to_bytes(other))
@@ -111,8 +111,8 @@ def test_checkpoint_upload_accepts_the_right_one_and_refuses_the_rest():
     assert errors
     errors, _ = upload("junk.safetensors", b"not a checkpoint at all")
     assert errors
-    assert _model(at)["source"] == "uploaded"  # the refused files changed nothing
-    assert torch.equal(_weights(_model(at)["learner"]), _weights(good))
+    assert _model(at).source == "uploaded"  # the refused files changed nothing
+    assert torch.equal(_weights(_model(at).learner), _weights(good))
 
 
 def test_uploaded_zip_of_class_folders_becomes_this_sessions_dataset():
@@ -188,5 +188,5 @@ def test_an_unreadable_shipped_checkpoint_falls_back_to_a_fresh_model(tmp_path, 
     at = new_app()
     goto(at, "adapt")
     assert problems(at) == []
-    assert _model(at)["source"] == "fresh"
+    assert _model(at).source == "fresh"
     assert EN["model.source.fresh"] in texts(at)

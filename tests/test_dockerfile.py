@@ -208,7 +208,8 @@ def test_dockerignore_keeps_venv_out_and_the_app_in():
                  "app/__pycache__/main.cpython-311.pyc", ".pytest_cache/v/x"):
         assert _ignored(path, patterns), f"{path} would be sent to the Docker build"
     for path in ("app/main.py", "metarep_core/__init__.py", "requirements.txt",
-                 "assets/checkpoints/protonet_glyphs_5w1s.safetensors"):
+                 "assets/checkpoints/protonet_glyphs_5w1s.safetensors",
+                 "assets/data/omniglot_background_28.npz", "assets/data/LICENSE-omniglot.txt"):
         assert not _ignored(path, patterns), f".dockerignore drops {path}, which the image needs"
 
 

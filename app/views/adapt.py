@@ -1,10 +1,12 @@
 """Watch adaptation: adapt the session's model to an episode with the trace
 recorded, then scrub (or play) through it step by step. Whatever the family, the
 page draws the same things from the trace; family-specific arrays come through
-``TraceStep.extras`` and are drawn generically."""
-import numpy as np
+``TraceStep.extras`` and are drawn generically. The data (trace, motion, true
+curve) comes from :mod:`app.services`; this page only draws it.
+
+Widget state: ``adapt_step`` (the slider) is the step shown; ``_adapt_playing``
+says whether it advances on its own."""
 import streamlit as st
-import torch
 
 from app import services, state, ui
 from app.figures.adaptation import embedding_motion, query_predictions, trace_extras
@@ -13,93 +15,55 @@ from app.figures.episodes import regression_plot
 from app.i18n import t
 from metarep_core.errors import MetaRepError
 
-ctx = ui.page("adapt")
-entry = ui.model_or_stop(ctx)
-s = ctx.settings
-ss = st.session_state
+PLAYING = "_adapt_playing"
+METRICS = ("support_loss", "support_accuracy", "query_loss", "query_accuracy")
 
 
-def _next_seed() -> None:
-    ss["seed"] = min(int(ss["seed"]) + 1, state.LIMITS["seed"][1])
-
-
-def _toggle_play() -> None:
-    ss["_adapt_playing"] = not ss.get("_adapt_playing", False)
-    if ss["_adapt_playing"] and ss.get("adapt_step", 0) >= ss.get("_adapt_last", 0):
+def toggle_play(last: int) -> None:
+    ss = st.session_state
+    ss[PLAYING] = not ss.get(PLAYING, False)
+    if ss[PLAYING] and ss.get("adapt_step", 0) >= last:
         ss["adapt_step"] = 0  # play from the start once at the end
 
 
-b1, b2, _ = st.columns([2, 1, 5])
-b1.button(t("adapt.sample"), key="adapt_sample", on_click=_next_seed)
-episode = ui.episode_or_stop(ctx)
-traces = state.cache("traces", max_items=6)
+def play_button(col, last: int) -> bool:
+    """The play/pause button for a trace whose last step is ``last``; whether it plays."""
+    ss = st.session_state
+    if ss.get("adapt_step", 0) > last:  # a shorter trace than the last one shown
+        ss["adapt_step"] = last
+    playing = ss.get(PLAYING, False) and last > 0
+    col.button(t("adapt.pause") if playing else t("adapt.play"), key="adapt_play",
+               on_click=toggle_play, args=(last,), disabled=last == 0)
+    return playing
 
 
-def recorded_trace(learner, version) -> list:
-    key = (version, s.episode_key(), s.algorithm)
-    if key not in traces:
+def regression_inputs(ctx, episode) -> dict:
+    """For a regression task, what :func:`step_view` draws beside the model: a fresh
+    init's trace and the task's true curve (nothing for classification)."""
+    if not episode.is_regression:
+        return {}
+    before = services.before_model(ctx.settings, ctx.dataset, ctx.dataset_id)
+    return {"before_trace": trace_or_stop(before, episode),
+            "true_curve": services.true_curve(ctx.dataset, episode)}
+
+
+def trace_or_stop(model, episode) -> list:
+    try:
         with st.spinner(t("adapt.adapting")):
-            traces[key] = services.adapt(learner, episode, record=True).trace or []
-    return traces[key]
+            trace = services.trace(model, episode)
+    except MetaRepError as exc:
+        st.error(str(exc))
+        st.stop()
+    if not trace:
+        st.warning(t("adapt.no_trace"))
+        st.stop()
+    return trace
 
 
-try:
-    trace = recorded_trace(entry["learner"], entry["version"])
-except MetaRepError as exc:
-    st.error(str(exc))
-    st.stop()
-if not trace:
-    st.warning(t("adapt.no_trace"))
-    st.stop()
-
-last = len(trace) - 1
-ss["_adapt_last"] = last
-if ss.get("adapt_step", 0) > last:
-    ss["adapt_step"] = last
-playing = ss.get("_adapt_playing", False) and last > 0
-b2.button(t("adapt.pause") if playing else t("adapt.play"), key="adapt_play",
-          on_click=_toggle_play, disabled=last == 0)
-
-motion = state.cache("motion", max_items=6)
-
-
-def motion_points():
-    """Aligned 2-D positions of the queries (and prototypes) at every step: (T, n, 2)."""
-    key = (entry["version"], s.episode_key(), s.algorithm)
-    if key not in motion:
-        rows = []
-        for step in trace:
-            if step.query_emb is None:
-                motion[key] = None
-                return None
-            parts = [step.query_emb] + ([step.prototypes] if step.prototypes is not None else [])
-            rows.append(np.concatenate(parts, 0))
-        if len({r.shape for r in rows}) != 1:
-            motion[key] = None
-            return None
-        from metarep_core.projection import project_aligned
-        motion[key] = np.stack(project_aligned(rows, method="pca", dim=2, seed=s.seed))
-    return motion[key]
-
-
-@st.fragment(run_every=0.8 if playing else None)
-def step_view():
-    if playing:
-        nxt = ss.get("adapt_step", 0) + 1
-        if nxt > last:
-            ss["_adapt_playing"] = False
-            st.rerun()
-        ss["adapt_step"] = nxt
-    if last > 0:
-        i = st.slider(t("adapt.step"), 0, last, key="adapt_step", help=t("adapt.step_help"))
-    else:
-        i = 0
-        st.info(t("adapt.single_step"))
-    step = trace[i]
-    st.markdown(f"**{t('adapt.step')} {i}/{last}** — {step.label}")
-    m = st.columns(4)
-    for col, name in zip(m, ("support_loss", "support_accuracy", "query_loss", "query_accuracy")):
-        value, first = getattr(step, name), getattr(trace[0], name)
+def metrics_row(trace: list, i: int) -> None:
+    """Support/query loss and accuracy at step ``i``, with the change since step 0."""
+    for col, name in zip(st.columns(4), METRICS):
+        value, first = getattr(trace[i], name), getattr(trace[0], name)
         if value is None:
             continue
         if name.endswith("accuracy"):  # fractions in the trace, percent on screen
@@ -108,29 +72,43 @@ def step_view():
             shown, delta = f"{value:.3f}", f"{value - (first or 0):+.3f}"
         col.metric(t("adapt." + name), shown, None if first is None or i == 0 else delta,
                    delta_color="inverse" if name.endswith("loss") else "normal")
-    st.plotly_chart(trace_curves(trace, i, labels={"support": t("fig.support"),
-                                                    "query": t("fig.query"), "loss": t("fig.loss"),
-                                                    "accuracy": t("fig.accuracy"),
-                                                    "step": t("fig.step")}), key="adapt_curves")
-    if episode.is_regression:
-        _regression_view(i)
-    else:
-        a, b = st.columns(2)
-        with a:
-            st.plotly_chart(query_predictions(ui.image_array(episode.query_x), episode.query_y.numpy(),
-                                              step.query_probs, episode.class_names,
-                                              title=t("adapt.predictions")), key="adapt_predictions")
-        with b:
-            points = motion_points()
-            if points is not None:
-                kinds = ["query"] * len(episode.query_y) + ["prototype"] * (
-                    points.shape[1] - len(episode.query_y))
-                y = np.concatenate([episode.query_y.numpy(),
-                                    np.arange(points.shape[1] - len(episode.query_y))])
-                st.plotly_chart(embedding_motion(points, y, upto=i, kinds=kinds,
-                                                 labels={"title": t("adapt.motion")}),
-                                key="adapt_motion")
-    figs = trace_extras(step, n_query=len(episode.query_y), labels=_extras_labels(step.extras))
+
+
+def classification_view(model, episode, step, i: int, seed: int) -> None:
+    """The queries' predicted probabilities, beside the queries' (and prototypes')
+    motion in embedding space up to step ``i``."""
+    a, b = st.columns(2)
+    a.plotly_chart(query_predictions(ui.image_array(episode.query_x), episode.query_y.numpy(),
+                                     step.query_probs, episode.class_names,
+                                     title=t("adapt.predictions")), key="adapt_predictions")
+    motion = services.motion(model, episode, seed)
+    if motion is not None:
+        b.plotly_chart(embedding_motion(motion.points, motion.y, upto=i, kinds=motion.kinds,
+                                        labels={"title": t("adapt.motion")}), key="adapt_motion")
+
+
+def regression_view(traces: dict, episode, true_curve, i: int) -> None:
+    """The model's curve at step ``i`` over the true curve and the support points, for
+    each of ``traces`` ({title: trace}) side by side."""
+    grid_x, true_y = true_curve
+    for j, (col, (title, trace)) in enumerate(zip(st.columns(len(traces)), traces.items())):
+        step = trace[min(i, len(trace) - 1)]
+        curves = {}
+        if "curve_x" in step.extras and "curve_y" in step.extras:
+            curves[t("adapt.model_curve", step=step.step)] = (step.extras["curve_x"],
+                                                              step.extras["curve_y"])
+        col.plotly_chart(regression_plot(
+            grid_x, true_y, episode.support_x.view(-1).numpy(), episode.support_y.view(-1).numpy(),
+            curves, title=title, labels={"support": t("fig.support"), "true": t("fig.true_curve")}),
+            key=f"adapt_regression_{j}")
+
+
+def extras_view(step, n_query: int) -> None:
+    """The step's family-specific arrays (``TraceStep.extras``), drawn by shape."""
+    labels = {k: t("fig." + k) for k in ("query_index", "support_index", "slot", "time",
+                                         "iteration", "value", "index")}
+    labels.update({k: t("extras." + k) for k in step.extras if t("extras." + k) != "extras." + k})
+    figs = trace_extras(step, n_query=n_query, labels=labels)
     if figs:
         st.subheader(t("adapt.extras"))
         cols = st.columns(min(2, len(figs)))
@@ -138,32 +116,40 @@ def step_view():
             cols[j % len(cols)].plotly_chart(fig, key=f"adapt_extra_{j}")
 
 
-def _extras_labels(extras: dict) -> dict:
-    """Translated titles for the documented extras keys (others keep their key) and axes."""
-    out = {k: t("fig." + k) for k in ("query_index", "support_index", "slot", "time",
-                                      "iteration", "value", "index")}
-    out.update({k: t("extras." + k) for k in extras if t("extras." + k) != "extras." + k})
-    return out
+def step_view(model, episode, trace: list, playing: bool, seed: int, before_trace=None,
+              true_curve=None) -> None:
+    """One step of the trace (a fragment: while playing it advances itself)."""
+    ss, last = st.session_state, len(trace) - 1
+    if playing:
+        following = ss.get("adapt_step", 0) + 1
+        if following > last:
+            ss[PLAYING] = False
+            st.rerun()  # a full run: the button says "play" again, the polling stops
+        ss["adapt_step"] = following
+    if last > 0:
+        i = st.slider(t("adapt.step"), 0, last, key="adapt_step", help=t("adapt.step_help"))
+    else:
+        i = 0
+        st.info(t("adapt.single_step"))
+    st.markdown(f"**{t('adapt.step')} {i}/{last}** — {trace[i].label}")
+    metrics_row(trace, i)
+    st.plotly_chart(trace_curves(trace, i, labels={k: t("fig." + k) for k in
+                                                   ("support", "query", "loss", "accuracy", "step")}),
+                    key="adapt_curves")
+    if episode.is_regression:
+        regression_view({t("adapt.meta_learned"): trace, t("adapt.fresh_start"): before_trace},
+                        episode, true_curve, i)
+    else:
+        classification_view(model, episode, trace[i], i, seed)
+    extras_view(trace[i], n_query=len(episode.query_y))
 
 
-def _regression_view(i: int) -> None:
-    grid = torch.linspace(-5, 5, 200).view(-1, 1)
-    true_y = ctx.dataset.evaluate(episode.info, grid).view(-1).numpy()
-    before = services.before_learner(s, ctx.dataset, ctx.dataset_id)
-    before_trace = recorded_trace(before, ("before", s.seed))
-    cols = st.columns(2)
-    for j, col, tr, title in ((0, cols[0], trace, t("adapt.meta_learned")),
-                              (1, cols[1], before_trace, t("adapt.fresh_start"))):
-        step = tr[min(i, len(tr) - 1)]
-        curves = {}
-        if "curve_x" in step.extras and "curve_y" in step.extras:
-            curves[t("adapt.model_curve", step=step.step)] = (step.extras["curve_x"],
-                                                              step.extras["curve_y"])
-        col.plotly_chart(regression_plot(
-            grid.view(-1).numpy(), true_y, episode.support_x.view(-1).numpy(),
-            episode.support_y.view(-1).numpy(), curves, title=title,
-            labels={"support": t("fig.support"), "true": t("fig.true_curve")}),
-            key=f"adapt_regression_{j}")
-
-
-step_view()
+ctx = ui.page("adapt")
+model = ui.model_or_stop(ctx)
+sample_col, play_col, _ = st.columns([2, 1, 5])
+sample_col.button(t("adapt.sample"), key="adapt_sample", on_click=state.next_seed)
+episode = ui.episode_or_stop(ctx)
+trace = trace_or_stop(model, episode)
+playing = play_button(play_col, last=len(trace) - 1)
+st.fragment(step_view, run_every=0.8 if playing else None)(
+    model, episode, trace, playing, ctx.settings.seed, **regression_inputs(ctx, episode))

@@ -1,20 +1,13 @@
 """Episodes: the support set (a row per class) and the query set of the sidebar's
 episode; "new episode" moves to the next seed (the URL follows)."""
 import streamlit as st
-import torch
 
-from app import state, ui
+from app import services, state, ui
 from app.figures.episodes import episode_grid, regression_plot
 from app.i18n import t
 
 ctx = ui.page("episodes")
-
-
-def _next_seed() -> None:
-    st.session_state["seed"] = min(int(st.session_state["seed"]) + 1, state.LIMITS["seed"][1])
-
-
-st.button(t("episodes.new"), key="new_episode", on_click=_next_seed, type="primary")
+st.button(t("episodes.new"), key="new_episode", on_click=state.next_seed, type="primary")
 episode = ui.episode_or_stop(ctx)
 s = ctx.settings
 st.caption(t("episodes.summary", n_way=s.n_way, k_shot=s.k_shot, n_query=s.n_query,
@@ -23,10 +16,9 @@ labels = {"support": t("fig.support"), "query": t("fig.query"), "x": "x", "y": "
           "true": t("fig.true_curve")}
 
 if episode.is_regression:
-    grid = torch.linspace(-5, 5, 200).view(-1, 1)
-    true_y = ctx.dataset.evaluate(episode.info, grid)
+    grid_x, true_y = services.true_curve(ctx.dataset, episode)
     st.plotly_chart(regression_plot(
-        grid.view(-1).numpy(), true_y.view(-1).numpy(), episode.support_x.view(-1).numpy(),
+        grid_x, true_y, episode.support_x.view(-1).numpy(),
         episode.support_y.view(-1).numpy(), {}, query_x=episode.query_x.view(-1).numpy(),
         query_y=episode.query_y.view(-1).numpy(), title=t("episodes.task_title", params=", ".join(
             f"{k} = {v:.2f}" for k, v in episode.info.items() if isinstance(v, float))),

@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from app import services, state
+from app import pages, services, state
 from app.i18n import t
 from metarep_core.learners import available
 
@@ -17,8 +17,6 @@ def _apply(settings: dict) -> None:
     """Button callback: set the sidebar's widgets before they are drawn again."""
     for key, value in settings.items():
         st.session_state[key] = value
-    if "n_way" in settings:
-        st.session_state["_n_way_saved"] = settings["n_way"]
 
 
 st.title(t("page.lessons"))
@@ -32,4 +30,4 @@ for i, lesson in enumerate(LESSONS, 1):
         ok = settings.get("algorithm", state.DEFAULTS.algorithm) in registered
         if st.button(t("lessons.open", page=t("page." + lesson["page"])), key=f"lesson_{lid}",
                      on_click=_apply, args=(settings,), disabled=not ok):
-            st.switch_page(f"views/{lesson['page']}.py")
+            st.switch_page(pages.script(lesson["page"]))

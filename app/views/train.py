@@ -1,54 +1,33 @@
 """Train: meta-train the session's model in the background worker pool, watch the
-curves, download the result as a checkpoint or upload one back."""
+curves, download the result as a checkpoint or upload one back. A finished job
+becomes the session's model in main.py (``services.adopt_finished_job``)."""
 import streamlit as st
 
-from app import services, state, ui, uploads, widgets
+from app import services, ui, uploads, widgets
 from app.figures.curves import training_curves
 from app.i18n import t
-from app.jobs import TrainingJob, adopt_result
+from app.jobs import TrainingJob
 from metarep_core.checkpoints import checkpoint_to_bytes
-from metarep_core.episodes import EpisodeSampler
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
-ctx = ui.page("train")
-entry = ui.model_or_stop(ctx)
-s = ctx.settings
-cls = get_learner_class(s.algorithm)
-ss = st.session_state
-job: TrainingJob | None = ss.get("job")
-busy = job is not None and job.active
 
-
-def start(hp: dict, steps: int, fresh: bool) -> TrainingJob:
-    """A job training a learner with ``hp``: the session's weights carried over
-    unless ``fresh`` (or unless the new hyper-parameters change the weights' shapes)."""
-    EpisodeSampler(ctx.dataset, "train", s.n_way, s.k_shot, s.n_query, s.seed)  # validates N/K/Q
-    learner = services.fresh_learner(s.algorithm, ctx.dataset.input_shape, s.n_way, ctx.task,
-                                     seed=s.seed, **hp)
-    if not fresh:
-        try:
-            learner.load_state_dict(entry["learner"].state_dict())
-        except RuntimeError:
-            raise MetaRepError(t("train.hp_changes_shape")) from None
-    key = state.model_key(s.algorithm, ctx.dataset_id, s.n_way, ctx.dataset.input_shape)
-    return TrainingJob(learner, ctx.dataset, model_key=key, n_way=s.n_way, k_shot=s.k_shot,
-                       n_query=s.n_query, steps=steps, seed=s.seed,
-                       val_episodes=20).submit()
-
-
-left, right = st.columns([1, 2], gap="large")
-with left:
+def controls(ctx, model, job: TrainingJob | None) -> None:
+    """Hyper-parameters (from the learner's declarations), steps, start and stop."""
+    cls = get_learner_class(ctx.settings.algorithm)
+    busy = job is not None and job.active
     st.subheader(t("train.hyperparams"))
     st.caption(t("train.hyperparams_help", family=t("family." + cls.family)))
-    hp = widgets.hyperparam_controls(cls, entry["learner"].hp)
+    hp = widgets.hyperparam_controls(cls, model.learner.hp)
     steps = st.number_input(t("train.steps"), 1, 20000, 100, step=10, key="train_steps",
                             help=t("train.steps_help"))
     fresh = st.toggle(t("train.from_fresh"), key="train_fresh", help=t("train.from_fresh_help"))
     c1, c2 = st.columns(2)
     if c1.button(t("train.start"), key="train_start", disabled=busy, type="primary"):
         try:
-            ss["job"] = start(hp, int(steps), fresh)
+            st.session_state["job"] = services.start_training(
+                model, ctx.settings, ctx.dataset, ctx.dataset_id, hp=hp, steps=int(steps),
+                fresh=fresh)
         except MetaRepError as exc:
             st.error(str(exc))
         else:
@@ -56,48 +35,54 @@ with left:
     if c2.button(t("train.stop"), key="train_stop", disabled=not busy):
         job.stop()
 
-with right:
+
+def job_panel(job: TrainingJob, regression: bool) -> None:
+    """Progress and curves of ``job`` (a fragment polling every second until the
+    session has adopted its result)."""
+    left_s = job.seconds_left()
+    text = t("train.status." + job.status, step=job.step, steps=job.steps,
+             left=f"{left_s:.0f}" if left_s is not None else "?")
+    st.progress(job.fraction, text=text)
+    st.plotly_chart(training_curves(list(job.history), list(job.val_curve), regression=regression,
+                                    labels={"loss": t("fig.loss"), "accuracy": t("fig.accuracy"),
+                                            "val": t("fig.validation"), "step": t("fig.step"),
+                                            "train": t("fig.training")}),
+                    key="train_curves")
+    if job.error:
+        st.error(job.error)
+    elif job.status == "done" and job.collected:
+        st.success(t("train.adopted"))
+    if not job.active and not job.collected:
+        st.rerun()  # a full run adopts the result and shows the new model everywhere
+
+
+def progress(ctx, job: TrainingJob | None) -> None:
     st.subheader(t("train.progress_title"))
     if job is None:
         st.info(t("train.no_job"))
-    else:
-        was_active = job.active
+        return
+    polling = job.active or not job.collected
+    st.fragment(job_panel, run_every=1.0 if polling else None)(job, ctx.task == "regression")
 
-        @st.fragment(run_every=1.0 if was_active else None)
-        def job_panel():
-            status = job.status
-            left_s = job.seconds_left()
-            text = t("train.status." + status, step=job.step, steps=job.steps,
-                     left=f"{left_s:.0f}" if left_s is not None else "?")
-            st.progress(job.fraction, text=text)
-            st.plotly_chart(training_curves(list(job.history), list(job.val_curve),
-                                            regression=ctx.task == "regression",
-                                            labels={"loss": t("fig.loss"), "accuracy": t("fig.accuracy"),
-                                                    "val": t("fig.validation"), "step": t("fig.step"),
-                                                    "train": t("fig.training")}),
-                            key="train_curves")
-            if job.error:
-                st.error(job.error)
-            elif job.status == "done" and job.collected:
-                st.success(t("train.adopted"))
-            if was_active and not job.active:
-                adopt_result(job)
-                st.rerun()  # a full rerun: stop polling, show the new model everywhere
 
-        job_panel()
-
-st.divider()
-st.subheader(t("train.checkpoints"))
-d1, d2 = st.columns(2)
-with d1:
-    data = checkpoint_to_bytes(entry["learner"], dataset=ctx.dataset_id, n_way=s.n_way,
+def checkpoints(ctx, model) -> None:
+    """Download the session's model as a checkpoint; upload one to replace it."""
+    s = ctx.settings
+    st.subheader(t("train.checkpoints"))
+    d1, d2 = st.columns(2)
+    data = checkpoint_to_bytes(model.learner, dataset=ctx.dataset_id, n_way=s.n_way,
                                k_shot=s.k_shot, n_query=s.n_query, seed=s.seed,
-                               source=entry["source"], steps=entry["meta"].get("steps"))
-    st.download_button(t("train.download"), data, key="download_checkpoint",
+                               source=model.source, steps=model.meta.get("steps"))
+    d1.download_button(t("train.download"), data, key="download_checkpoint",
                        file_name=f"{s.algorithm}_{ctx.dataset_id.replace(':', '-')}_"
                                  f"{s.n_way}w{s.k_shot}s.safetensors",
                        mime="application/octet-stream", help=t("train.download_help"))
-with d2:
+    with d2:
+        checkpoint_upload(ctx)
+
+
+def checkpoint_upload(ctx) -> None:
+    ss = st.session_state
     file = st.file_uploader(t("train.upload"), key="upload_checkpoint", help=t("train.upload_help"))
     if file is not None and ss.get("_ckpt_seen") != (file.name, file.size):
         ss["_ckpt_seen"] = (file.name, file.size)
@@ -110,3 +95,15 @@ with d2:
     if ss.get("_ckpt_msg"):
         kind, msg = ss["_ckpt_msg"]
         (st.success if kind == "success" else st.error)(msg)
+
+
+ctx = ui.page("train")
+model = ui.model_or_stop(ctx)
+job: TrainingJob | None = st.session_state.get("job")
+left, right = st.columns([1, 2], gap="large")
+with left:
+    controls(ctx, model, job)
+with right:
+    progress(ctx, job)
+st.divider()
+checkpoints(ctx, model)

@@ -166,6 +166,11 @@ class TaskFamily:
     def sample_inputs(self, rng: np.random.Generator, n: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def grid(self, n: int = 200) -> torch.Tensor:
+        """(n, 1) evenly spaced inputs over the family's input range, to draw curves
+        (the app draws a task's true curve and the model's on it)."""
+        raise NotImplementedError
+
     def sample_episode(self, rng, split, n_way, k_shot, n_query, seed) -> Episode:
         rng = np.random.default_rng(seed + self._split_offset[split])
         task = self.sample_task(rng)

@@ -44,6 +44,7 @@ from ..limits import MAX_ARCHIVE_PIXELS, MAX_DECODED_BYTES, MAX_IMAGE_PIXELS
 from .archive import (IMAGE_EXTENSIONS, ArchiveLimits, check_image_count, check_regular_or_dir,
                       read_dir_images, read_zip_images)
 from .base import ClassDataset, split_classes
+from .imaging import image_to_array
 
 ROTATIONS = (90, 180, 270)
 MAX_PIXELS = MAX_IMAGE_PIXELS  # per image, before resizing: a tiny PNG can declare a huge canvas
@@ -171,12 +172,7 @@ def _decode(src, parts, size: int, mode: str) -> np.ndarray:
         with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
             if im.width * im.height > MAX_PIXELS:
                 raise _too_many_pixels(parts, im.width, im.height)
-            im.draft(mode, (size, size))  # JPEG: decode at a reduced scale directly
-            if im.mode != mode:  # convert() of a same-mode image is a full copy (120 MB at 40 MP RGB)
-                im = im.convert(mode)
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
+            return image_to_array(im, size, mode)  # shared with the bundled omniglot array
     except MetaRepError:
         raise  # its own reason (the pixel cap), not "not a readable image"
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
