@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from .cli_args import PROG, check_seed, check_train_args, parse_args
+from .cli_args import PROG, check_evaluate_args, check_seed, check_train_args, parse_args
 from .errors import MetaRepError, check_positive_int
 
 
@@ -182,11 +182,7 @@ def cmd_evaluate(args, out) -> None:
     from .checkpoints import load_checkpoint
     from .evaluation import evaluate
 
-    check_positive_int("episodes", args.episodes)
-    check_positive_int("n_query", args.n_query)
-    check_seed("seed", args.seed)
-    if args.data_seed is not None:
-        check_seed("data_seed", args.data_seed)
+    check_evaluate_args(args)
     device = _setup_torch(args)
     learner, meta = load_checkpoint(args.checkpoint, map_location=device)
     spec = args.dataset or _dataset_of(meta, args.checkpoint)

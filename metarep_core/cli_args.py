@@ -196,3 +196,12 @@ def check_train_args(args, cls) -> dict:
     check_seed("data_seed", args.data_seed)
     args.out_path = check_out(args.out)
     return hp
+
+
+def check_evaluate_args(args) -> None:
+    """The evaluate flags that need no checkpoint, checked before it is read."""
+    check_positive_int("episodes", args.episodes)
+    check_positive_int("n_query", args.n_query)
+    check_seed("seed", args.seed)
+    if args.data_seed is not None:
+        check_seed("data_seed", args.data_seed)
