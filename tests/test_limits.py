@@ -28,7 +28,7 @@ from metarep_core import checkpoints, limits
 from metarep_core.checkpoints import load_checkpoint, read_config
 from metarep_core.data import load_dataset, load_image_archive
 from metarep_core.errors import MetaRepError
-from metarep_core.learners import build_learner
+from metarep_core.learners import available, build_learner, get_learner_class
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MB = 2**20
@@ -124,6 +124,20 @@ def test_a_learner_past_the_parameter_bound_is_refused_before_allocating(protone
     with cost() as figures, pytest.raises(MetaRepError, match=r"mann learner of 39,245,577 numbers.*20,000,000"):
         load_checkpoint(data)
     assert_within_figure(figures, growth=60 * MB, cpu_s=5.0)
+
+
+@pytest.mark.parametrize("algorithm", available())
+def test_every_learner_can_be_sized_without_memory(algorithm):
+    # load_checkpoint sizes the learner a config describes on the meta device before
+    # allocating it; a learner whose constructor needs real tensors would break loading.
+    cls = get_learner_class(algorithm)
+    task = "classification" if "classification" in cls.tasks else "regression"
+    shape, n_way = ((1, 28, 28), 5) if task == "classification" else ((1,), 1)
+    with torch.device("meta"):
+        probe = cls(shape, n_way, task=task)
+    real = cls(shape, n_way, task=task)
+    assert {k: v.shape for k, v in probe.state_dict().items()} == \
+        {k: v.shape for k, v in real.state_dict().items()}
 
 
 def test_the_callers_expectations_are_checked_from_the_header(protonet):
