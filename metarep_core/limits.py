@@ -26,3 +26,4 @@ MAX_IMAGE_PIXELS = 40_000_000            # one image, before resizing (a tiny PN
 MAX_ARCHIVE_PIXELS = 250_000_000         # all images of one upload or folder (Omniglot background: 213 MP)
 MAX_IMAGES = 20_000                      # image files in one upload or folder (Omniglot has 32,460 in two zips)
 MAX_DECODED_BYTES = 200 * 2**20          # one dataset's images after resizing, as uint8, rotations included
+MAX_CONCURRENT_ARCHIVE_READS = 2        # uploads/folders read at once per process; more sessions queue

@@ -16,6 +16,7 @@ import struct
 import threading
 import time
 import zipfile
+import zlib
 from contextlib import contextmanager
 
 import numpy as np
@@ -313,6 +314,48 @@ def test_worst_accepted_uploads_stay_within_the_figure(most_images):
         d = load_image_archive(data, image_size=28, channels=1)  # as the app reads uploads
     assert d.n_classes == 6
     assert_within_figure(figures)
+
+
+def padded_png(pad: int) -> bytes:
+    """A valid 1x1 PNG carrying ``pad`` incompressible bytes in a private chunk (PIL
+    skips it): the most archive bytes for the fewest pixels."""
+    png, body = blank_png(1, 1), os.urandom(pad)
+    chunk = struct.pack(">I", len(body)) + b"prVt" + body + struct.pack(">I", zlib.crc32(b"prVt" + body))
+    return png[:33] + chunk + png[33:]  # after the 8-byte signature and the 25-byte IHDR
+
+
+def test_worst_accepted_upload_in_bytes_stays_within_the_figure():
+    # 2,000 files of 100 KB: 191 MB of image bytes, just under the 200 MB cap, uncompressible.
+    buf = io.BytesIO()
+    png = padded_png(100_000)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for i in range(2000):
+            z.writestr(f"c{i % 10}/{i}.png", png)
+    data = buf.getvalue()
+    del buf
+    with cost() as figures:
+        d = load_image_archive(data)
+    assert d.n_classes == 10
+    assert_within_figure(figures)
+
+
+def test_archives_are_read_two_at_a_time_per_process():
+    # Sessions share the server process: a third upload waits for a free slot instead of
+    # holding its decompressed bytes beside the two being read.
+    from metarep_core.data import folder
+    data = zip_of({f"c{i % 2}/{i}.png": blank_png(4, 4) for i in range(6)})
+    assert limits.MAX_CONCURRENT_ARCHIVE_READS == 2
+    for _ in range(2):
+        assert folder._READS.acquire(timeout=5)
+    done = threading.Event()
+    reader = threading.Thread(target=lambda: (load_image_archive(data), done.set()), daemon=True)
+    try:
+        reader.start()
+        assert not done.wait(0.5), "a third archive was read while two slots were taken"
+    finally:
+        folder._READS.release()
+        folder._READS.release()
+    assert done.wait(30)
 
 
 def test_decoded_images_are_kept_as_uint8_and_episodes_are_float(tiny_png):

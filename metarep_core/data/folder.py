@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +41,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import MetaRepError
-from ..limits import MAX_ARCHIVE_PIXELS, MAX_DECODED_BYTES, MAX_IMAGE_PIXELS
+from ..limits import (MAX_ARCHIVE_PIXELS, MAX_CONCURRENT_ARCHIVE_READS, MAX_DECODED_BYTES,
+                      MAX_IMAGE_PIXELS)
 from .archive import (IMAGE_EXTENSIONS, ArchiveLimits, check_image_count, check_regular_or_dir,
                       read_dir_images, read_zip_images)
 from .base import ClassDataset, split_classes
@@ -179,6 +181,42 @@ def _decode(src, parts, size: int, mode: str) -> np.ndarray:
         raise _unreadable(parts, exc) from None
 
 
+# The app's sessions share one process: while an archive is read it may hold up to
+# ArchiveLimits.max_total_bytes of decompressed image bytes plus a batch being decoded,
+# so 30 sessions uploading at once queue here instead of holding 30 times that (decoding
+# is CPU-bound, and a server has few cores anyway).
+_READS = threading.BoundedSemaphore(MAX_CONCURRENT_ARCHIVE_READS)
+
+
+def _read_pixels(source, limits: ArchiveLimits, image_size: int, channels: int, rotate: bool):
+    """The images of ``source`` decoded and resized, checked first (see the module doc):
+    (uint8 (n, image_size, image_size[, 3]) in class order, {class: files},
+    {class: group}, non-image files skipped). At most MAX_CONCURRENT_ARCHIVE_READS run
+    at once in this process."""
+    with _READS:
+        items, skipped, label = _gather(source, limits)
+        if not items:
+            raise MetaRepError(f"{label} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                               f"{skipped} other files were found")
+        by_class, group_of = _classes(items, label)
+        mode = "L" if channels == 1 else "RGB"
+        flat = [(src, parts) for files in by_class.values() for parts, src in files]
+        pixels = _check_budget(flat, label, len(flat), image_size, channels, rotate)
+        # uint8, written in place: no list of arrays beside the stack, a quarter of float32.
+        x = np.empty((len(flat), image_size, image_size) + ((3,) if channels == 3 else ()), np.uint8)
+
+        def decode(i):
+            x[i] = _decode(flat[i][0], flat[i][1], image_size, mode)
+
+        # Decoding is C code that releases the GIL, so a few threads help (~19k Omniglot PNGs);
+        # batches bound the pixels decoded at once (see _batches).
+        workers = max(1, min(4, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            for batch in _batches(pixels):
+                list(pool.map(decode, batch, chunksize=64))
+        return x, by_class, group_of, skipped
+
+
 def load_folder(source, *, seed: int = 0, image_size: int = 28, channels: int = 1,
                 rotate: bool = False, name: str | None = None,
                 limits: ArchiveLimits | None = None, invert: bool | None = None) -> ClassDataset:
@@ -189,26 +227,7 @@ def load_folder(source, *, seed: int = 0, image_size: int = 28, channels: int = 
     ``invert=None`` decides from the data (grayscale only); True/False forces it.
     """
     limits = limits or ArchiveLimits()
-    items, skipped, label = _gather(source, limits)
-    if not items:
-        raise MetaRepError(f"{label} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
-                           f"{skipped} other files were found")
-    by_class, group_of = _classes(items, label)
-    mode = "L" if channels == 1 else "RGB"
-    flat = [(src, parts) for files in by_class.values() for parts, src in files]
-    pixels = _check_budget(flat, label, len(flat), image_size, channels, rotate)
-    # uint8, written in place: no list of arrays beside the stack, a quarter of float32.
-    x = np.empty((len(flat), image_size, image_size) + ((3,) if channels == 3 else ()), np.uint8)
-
-    def decode(i):
-        x[i] = _decode(flat[i][0], flat[i][1], image_size, mode)
-
-    # Decoding is C code that releases the GIL, so a few threads help (~19k Omniglot PNGs);
-    # batches bound the pixels decoded at once (see _batches).
-    workers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        for batch in _batches(pixels):
-            list(pool.map(decode, batch, chunksize=64))
+    x, by_class, group_of, skipped = _read_pixels(source, limits, image_size, channels, rotate)
     if invert is None:
         invert = channels == 1 and x.mean(dtype=np.float64) > 127.5
     if invert:
