@@ -112,12 +112,12 @@ def test_hyperparameter_flags_are_generic(tmp_path):
     path = tmp_path / "maml.safetensors"
     rc, out, err = run_main("train", "--algorithm", "maml", "--dataset", "digits", "--n-way", 3,
                             "--n-query", 2, "--steps", 1, "--val-every", 0, "--out", path, "--quiet",
-                            "--first-order", "--inner-steps", 1, "--hp", "test_inner_steps=1",
+                            "--first-order", "--inner-steps", 1, "--hp", "eval_steps=1",
                             "--hp", "meta_batch=1")
     assert rc == 0, err
     hp = read_metadata(path)["config"]["hyperparams"]
     assert hp["first_order"] is True and hp["inner_steps"] == 1
-    assert hp["test_inner_steps"] == 1 and hp["meta_batch"] == 1
+    assert hp["eval_steps"] == 1 and hp["meta_batch"] == 1
     assert "saved" in out
     # MAML's output head is 3-way: a 2-way evaluation is refused, not silently mis-scored.
     rc, out, err = run_main("evaluate", path, "--n-way", 2, "--episodes", 2, "--n-query", 2)
