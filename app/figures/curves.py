@@ -125,9 +125,9 @@ def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "
     its loss is the MSE. Words in ``lang`` (see the package docstring)."""
     lab = merge_labels(labels, lang)
     classified = any(s.support_accuracy is not None or s.query_accuracy is not None for s in trace or [])
-    kind = "trace_curves" if classified else "trace_curves_regression"
+    fig_kind = "trace_curves" if classified else "trace_curves_regression"
     if not trace:
-        return go.Figure(layout=titled(dict(height=300), kind=kind, title=title, lab=lab))
+        return go.Figure(layout=titled(dict(height=300), kind=fig_kind, title=title, lab=lab))
     upto = int(np.clip(upto, 0, len(trace) - 1))
     steps = np.array([s.step for s in trace], float)
     panels = [("loss", lab["axis.loss_ce"] if classified else lab["axis.loss_mse"], "support_loss", "query_loss", 1.0)]
@@ -137,6 +137,7 @@ def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "
     span = steps.max() - steps.min()
     pad = 0.05 * max(span, 1)
     data = []
+    in_legend = set()   # a series is keyed where it first appears (memory learners: no support loss)
     for col, (kind, axis_title, s_name, q_name, scale) in enumerate(panels):
         sfx = "" if col == 0 else str(col + 1)
         axes = {"xaxis": f"x{sfx}", "yaxis": f"y{sfx}"}
@@ -147,8 +148,9 @@ def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "
             if np.isnan(vals).all():
                 continue
             data.append(dict(type="scatter", x=steps[:upto + 1], y=vals[:upto + 1], mode="lines+markers",
-                             name=lab[who], legendgroup=who, showlegend=col == 0,
+                             name=lab[who], legendgroup=who, showlegend=who not in in_legend,
                              line=dict(color=color, width=2.5), marker=dict(size=6), **axes))
+            in_legend.add(who)
             if not np.isnan(vals[upto]):
                 data.append(dict(type="scatter", x=[steps[upto]], y=[vals[upto]], mode="markers",
                                  marker=dict(size=13, color=color, line=dict(color="black", width=1.5)),
@@ -169,5 +171,5 @@ def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "
                                      **({"dtick": 1} if span <= 20 else {}))
     layout.update(height=320, margin=dict(l=10, r=10, b=10),
                   legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
-    titled(layout, kind=kind, title=title, lab=lab, width=80, legend_top=True)
+    titled(layout, kind=fig_kind, title=title, lab=lab, width=80, legend_top=True)
     return go.Figure(data=data, layout=layout)
