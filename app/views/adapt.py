@@ -128,6 +128,7 @@ def step_view():
                 y = np.concatenate([episode.query_y.numpy(),
                                     np.arange(points.shape[1] - len(episode.query_y))])
                 st.plotly_chart(embedding_motion(points, y, upto=i, kinds=kinds,
+                                                 class_names=episode.class_names,
                                                  labels={"title": t("adapt.motion")}),
                                 key="adapt_motion")
     figs = trace_extras(step, n_query=len(episode.query_y), labels=_extras_labels(step.extras))

@@ -95,5 +95,5 @@ if not regression:
         cols[j % len(cols)].plotly_chart(
             query_predictions(ui.image_array(episode.query_x), episode.query_y.numpy(),
                               probs.cpu().numpy(), episode.class_names,
-                              title=f"{services.algorithm_label(name)} — {acc:.0f}%"),
+                              title=f"{services.algorithm_label(name)} — {acc:.0f}%", width_hint=380),
             key=f"compare_pred_{name}")
