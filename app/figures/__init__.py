@@ -126,22 +126,34 @@ def wrap_title(text: str, width: int = 52) -> str:
     return "<br>".join(lines)
 
 
+TITLE_LINE_PX = 22    # one line of a 17-px title
+TITLE_PAD_PX = 6      # above the title
+LEGEND_ROW_PX = 30    # a horizontal legend drawn above the plot
+
+
 def titled(layout: dict, *, kind: str, title: str, lab: dict, width: int = 52,
            how_fmt: dict | None = None, top: int = 10, legend_top: bool = False,
            meta: dict | None = None) -> dict:
     """``layout`` with the wrapped ``title`` (or the kind's default ``fig.title.<kind>``),
     a top margin that fits it (plus a row for a legend drawn above the plot when
     ``legend_top``), and ``meta`` holding the figure's kind and its "how to read this"
-    text (``lab["how.<kind>"]`` formatted with ``how_fmt``)."""
+    text (``lab["how.<kind>"]`` formatted with ``how_fmt``).
+
+    The title block is placed by its middle, in pixels from the top of the figure
+    (``layout["height"]``, 450 when unset): Plotly anchors a multi-line title's "top"
+    at its first line, so with ``yanchor="top"`` the other lines ran off the figure."""
     text = wrap_title(title or lab.get("title") or lab.get("title." + kind, ""), width)
     n_lines = text.count("<br>") + 1 if text else 0
     how = lab.get("how." + kind, "") if not kind.startswith("extras.") else lab.get(kind + ".how", "")
     if how_fmt:
         how = how.format(**how_fmt)
     margin = dict(layout.get("margin") or dict(l=10, r=10, b=10))
-    margin["t"] = top + 22 * n_lines + (8 if n_lines else 0) + (30 if legend_top else 0)
-    layout.update(title=dict(text=text, x=0, xanchor="left", y=1, yanchor="top", pad=dict(t=8))
-                  if text else None,
+    margin["t"] = (top + TITLE_PAD_PX + TITLE_LINE_PX * n_lines + (8 if n_lines else 0)
+                   + (LEGEND_ROW_PX if legend_top else 0))
+    height = float(layout.get("height") or 450)
+    middle_px = TITLE_PAD_PX + TITLE_LINE_PX * n_lines / 2
+    layout.update(title=dict(text=text, x=0, xanchor="left", xref="container", yref="container",
+                             y=1 - middle_px / height, yanchor="middle") if text else None,
                   margin=margin, meta={"figure": kind, "how_to_read": how, **(meta or {})})
     return layout
 

@@ -95,11 +95,13 @@ def embedding_motion(points, y, *, upto: int, kinds=None, class_names=None, wron
             name = names[c] if c < len(names) else str(c)
             data.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=short_name(name, 18),
                              marker=dict(symbol="square", size=10, color=color_of(c)), hoverinfo="skip",
-                             legendgroup="classes", legendgrouptitle=dict(text=lab["class_colour"])))
+                             legendgroup="classes"))
     lo, hi = pts.reshape(-1, 2).min(0), pts.reshape(-1, 2).max(0)
     pad = 0.06 * np.maximum(hi - lo, 1e-6)
     layout = dict(height=460, margin=dict(l=10, r=10, b=10),
-                  legend=dict(orientation="h", yanchor="top", y=-0.06, x=0),
+                  # under the axis title (Plotly widens the bottom margin to fit it); one
+                  # flowing row of entries, classes included, not a block per group
+                  legend=dict(orientation="h", yanchor="top", y=-0.1, x=0, traceorder="normal"),
                   xaxis=dict(range=[lo[0] - pad[0], hi[0] + pad[0]], showticklabels=False, zeroline=False,
                              title=dict(text=lab["axis.proj1"])),
                   yaxis=dict(range=[lo[1] - pad[1], hi[1] + pad[1]], showticklabels=False, zeroline=False,

@@ -38,9 +38,13 @@ def comparison_figure(summaries: dict, *, metric: str = "accuracy", title: str =
     fig = go.Figure(go.Bar(
         x=ticks, y=values, marker_color=[color_of(i) for i in range(len(names))],
         error_y=dict(type="data", array=cis, visible=True, thickness=1.5, width=8),
-        text=[f"{v:{fmt}} ± {c:{fmt}}" for v, c in zip(values, cis)], textposition="outside",
-        cliponaxis=False, name=lab["axis.accuracy_query"] if metric == "accuracy" else lab["axis.mse"],
-        hovertemplate="%{x}: %{y:" + fmt + "}<extra></extra>"))
+        text=[f"{v:{fmt}} ± {c:{fmt}}" for v, c in zip(values, cis)], textposition="none",
+        name=lab["axis.accuracy_query"] if metric == "accuracy" else lab["axis.mse"],
+        hovertemplate="%{x}: %{text}<extra></extra>"))
+    # the rounded value over each whisker (text on the bar itself would sit under the whisker)
+    fig.add_trace(go.Scatter(x=ticks, y=[v + c for v, c in zip(values, cis)], mode="text",
+                             text=list(fig.data[0].text), textposition="top center", cliponaxis=False,
+                             hoverinfo="skip", showlegend=False, name=""))
     regression = metric != "accuracy"
     layout = dict(yaxis=dict(title=dict(text=lab["axis.mse"] if regression else lab["axis.accuracy_query"]),
                              automargin=True),

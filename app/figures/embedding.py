@@ -105,7 +105,8 @@ def embedding_figure(points, y, *, class_names, kinds=None, wrong=None, images=N
                          marker=dict(symbol="circle-open", size=16 if dim == 2 else 7,
                                      color=WRONG_COLOR, line=dict(width=2.5, color=WRONG_COLOR))))
     layout = dict(height=540, margin=dict(l=10, r=10, b=10),
-                  legend=dict(orientation="h", yanchor="top", y=-0.01, x=0, itemsizing="constant"),
+                  legend=dict(orientation="h", yanchor="top", y=-0.01 if dim == 3 else -0.08, x=0,
+                              itemsizing="constant"),   # 2-D: under the axis title
                   hoverlabel=dict(font=dict(family="DejaVu Sans Mono, Menlo, Consolas, monospace", size=13)),
                   meta={"color_by": color_by if groups is not None else "class",
                         "legend_colors": _legend_colors(color_codes, y, group_codes, names, group_names,

@@ -108,10 +108,11 @@ def episode_grid(x, y, class_names, *, probs=None, title: str = "", labels: dict
                    ticktext=[_ellipsize(str(hd), 34) for hd in heads], automargin=True,
                    title=dict(text=lab["axis.class_row"])))
     titled(layout, kind=kind, title=title, lab=lab, width=max(24, width_hint // 11))
-    if height is None:
+    if height is None:   # the images' height at this width, plus the title's margin
         height_px = canvas.shape[0] * min(2.5, width_hint / max(canvas.shape[1], 1))
         height = int(min(1100, max(140, height_px + layout["margin"]["t"] + 10)))
     layout["height"] = height
+    titled(layout, kind=kind, title=title, lab=lab, width=max(24, width_hint // 11))   # placed for it
     return go.Figure(data=data, layout=layout)
 
 
