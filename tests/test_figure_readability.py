@@ -305,3 +305,15 @@ def test_every_i18n_key_used_exists_in_both_languages_and_chinese_is_translated(
     assert sorted(set(EN) ^ set(ZH)) == [], "en.json and zh.json have different keys"
     untranslated = sorted(k for k in EN if k not in SAME_IN_BOTH and (EN[k] == ZH[k] or not CJK.search(ZH[k])))
     assert untranslated == [], "zh.json repeats the English text"
+
+
+def test_every_learners_step_labels_read_in_chinese(traces):
+    from app.figures.step_labels import step_label
+    classification, regression = traces
+    labels = {s.label for tr in [*classification.values(), *regression.values()] for s in tr}
+    assert len(labels) > 20
+    untranslated = sorted(lab for lab in labels if not CJK.search(step_label(lab, "zh")))
+    assert untranslated == [], "step labels no pattern in app/figures/step_labels.py translates"
+    # the hover of the adaptation curves names each step in the reader's language
+    fig = trace_curves(classification["reptile"], 3, lang="zh")
+    assert "内循环第 3 步" in fig.data[0].hovertext[3]

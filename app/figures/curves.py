@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from . import color_of, merge_labels, titled
+from . import color_of, merge_labels, resolve_lang, titled
+from .step_labels import step_label
 
 MAX_POINTS = 1500   # raw per-step points drawn; longer runs are thinned (the smoothed line uses all)
 TRAIN_COLOR, VAL_COLOR = color_of(0), color_of(1)
@@ -134,6 +135,8 @@ def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "
     if classified:
         panels.append(("accuracy", lab["axis.accuracy"], "support_accuracy", "query_accuracy", 100.0))
     layout = _panels_layout(len(panels))
+    lang = resolve_lang(lang)
+    hover = [f"{lab['axis.adapt_step']} {s.step}: {step_label(s.label, lang)}" for s in trace[:upto + 1]]
     span = steps.max() - steps.min()
     pad = 0.05 * max(span, 1)
     data = []
@@ -149,7 +152,8 @@ def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "
                 continue
             data.append(dict(type="scatter", x=steps[:upto + 1], y=vals[:upto + 1], mode="lines+markers",
                              name=lab[who], legendgroup=who, showlegend=who not in in_legend,
-                             line=dict(color=color, width=2.5), marker=dict(size=6), **axes))
+                             line=dict(color=color, width=2.5), marker=dict(size=6), hovertext=hover,
+                             hovertemplate="%{hovertext}<br>%{y:.3g}", **axes))
             in_legend.add(who)
             if not np.isnan(vals[upto]):
                 data.append(dict(type="scatter", x=[steps[upto]], y=[vals[upto]], mode="markers",
