@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import unicodedata
+from functools import lru_cache
 
 from app.i18n import DEFAULT_LANG, LANGUAGES, strings
 
@@ -52,8 +53,13 @@ def resolve_lang(lang: str | None) -> str:
 
 def figure_text(lang: str | None = None) -> dict[str, str]:
     """Every figure word of ``lang``: ``fig.<name>`` as ``<name>`` and ``extras.<key>``
-    as is, English where the language lacks one."""
-    lang = resolve_lang(lang)
+    as is, English where the language lacks one. (A copy: callers may change it.)"""
+    return dict(_figure_text(resolve_lang(lang)))
+
+
+@lru_cache(maxsize=None)
+def _figure_text(lang: str) -> dict[str, str]:
+    # built once per language: figures are rebuilt on every step of the adaptation slider
     out: dict[str, str] = {}
     for table in (strings(DEFAULT_LANG), strings(lang)):
         for k, v in table.items():
