@@ -317,3 +317,17 @@ def test_every_learners_step_labels_read_in_chinese(traces):
     # the hover of the adaptation curves names each step in the reader's language
     fig = trace_curves(classification["reptile"], 3, lang="zh")
     assert "内循环第 3 步" in fig.data[0].hovertext[3]
+
+
+def test_the_pages_figures_and_controls_follow_the_sessions_language():
+    """In a real Streamlit run the figures take the session's language with no ``lang``
+    passed (the pages do not pass one), and the Train page labels hyper-parameters in words."""
+    from app_harness import charts, goto, new_app
+    at = new_app(lang="zh", k_shot=1, n_query=2)
+    spec = json.loads(charts(at)["episode_support"])
+    assert CJK.search(spec["layout"]["title"]["text"])
+    assert CJK.search(spec["layout"]["meta"]["how_to_read"])
+    goto(at, "train")
+    hp_labels = {w.key: w.label for kind in ("number_input", "select_slider", "slider", "toggle", "selectbox")
+                 for w in getattr(at, kind) if str(w.key).startswith("hp_")}
+    assert hp_labels and all(CJK.search(label) for label in hp_labels.values()), hp_labels

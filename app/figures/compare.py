@@ -11,10 +11,11 @@ from . import color_of, merge_labels, resolve_lang, titled
 def learner_label(name: str, lang: str | None = None) -> str:
     """A learner's title and family in words ("MAML<br>Optimization-based"), for a
     tick label; a name the registry does not know is shown as given."""
+    from metarep_core.errors import MetaRepError
     from metarep_core.learners import get_learner_class
     try:
         cls = get_learner_class(name)
-    except Exception:   # not a registered learner (a test's, a user's label): show it
+    except MetaRepError:   # not a registered learner (a caller's own label): show it as given
         return str(name)
     lang = resolve_lang(lang)
     family = strings(lang).get("family." + cls.family) or strings("en").get("family." + cls.family, "")
