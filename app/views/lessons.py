@@ -123,7 +123,9 @@ def target_exercise(lesson: Lesson, n: int, ex: Exercise, sit, lang: str) -> Non
     value = st.number_input(t("lesson.try_value", name=hp.name),
                             min_value=None if hp.low is None else float(hp.low),
                             max_value=None if hp.high is None else float(hp.high),
-                            value=float(hp.default), format="%g", key=f"lesson_value_{lesson.id}_{n}")
+                            value=float(hp.default if hp.low is None else hp.low), format="%g",
+                            key=f"lesson_value_{lesson.id}_{n}")  # from the range's start: the
+    # learner's default may already be an answer
     if st.button(t("lesson.check"), key="lesson_check", type="primary"):
         with st.spinner(t("lesson.computing")):
             ok, reached = exercises.check_target(ex, sit, value)
