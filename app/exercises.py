@@ -179,6 +179,32 @@ def _query_class(ex: Exercise, sit: Situation) -> Solution:
                      for i in range(episode.n_way)})
 
 
+def prototype_map(model: SessionModel, episode: Episode, query: int):
+    """Where the prototypes (n_way, 2) and query ``query`` (2,) lie in a 2-D PCA of the
+    adapted embedding (fitted on the prototypes and all queries); None for a learner
+    without prototypes. The projection only approximates the distances the model uses."""
+    from metarep_core.projection import project
+    adapted = _adapted(model.learner, episode)
+    if adapted.prototypes is None:
+        return None
+    protos = adapted.prototypes.detach().cpu().numpy()
+    queries = adapted.embed(episode.query_x).detach().cpu().numpy()
+    xy = project(np.concatenate([protos, queries]), method="pca", dim=2, seed=0)
+    return xy[:len(protos)], xy[len(protos) + query]
+
+
+def picked_class(points: list[dict]) -> str | None:
+    """The class a click on :func:`app.figures.lessons.prototype_choice` chose (the
+    prototype's ``customdata``), or None when no prototype was clicked."""
+    for point in points or []:
+        data = point.get("customdata")
+        if isinstance(data, list):  # Plotly sends customdata as a one-element list at times
+            data = data[0] if data else None
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return str(int(data))
+    return None
+
+
 def presentation_accuracy(learner, episodes: list[Episode]) -> dict[int, float]:
     """Santoro et al.'s accuracy (in %) by presentation number, pooled over ``episodes``:
     ``{1: accuracy on each class's first showing, 2: on its second, ...}``, from the

@@ -26,7 +26,7 @@ class "st-key-K", e.g. `.st-key-train_start button`):
                emb_samples, emb_neighbors, emb_perplexity, emb_color
     compare    compare_algorithms, compare_episodes, compare_run, compare_csv, compare_json
     lessons    lesson_<id>, lesson_open, lesson_back, lesson_next, lesson_list,
-               lesson_choice_<id>_<n>, lesson_value_<id>_<n>, lesson_check
+               lesson_choice_<id>_<n>, lesson_value_<id>_<n>, lesson_figure_<id>_<n>, lesson_check
 A page is done when [data-test-script-state='notRunning'] shows and no
 [data-testid='stException'] does. Training runs in a background pool and the Train page
 polls it every second (a fragment), so the script state flips while a run is going.

@@ -294,6 +294,21 @@ def test_a_lesson_link_opens_its_step_with_the_sidebar_hidden(app):
     expect(sidebar).to_be_hidden()
 
 
+def test_reading_a_figure_a_clicked_prototype_answers(app):
+    """"Which prototype will this query go to?" answered by clicking a star: the click
+    selects that class as the answer, which is then checked against the model."""
+    app.open("lessons?lesson=prototypes&step=2&lang=zh")
+    app.drawn("lesson_figure_prototypes_2")
+    star = app.key("lesson_figure_prototypes_2").locator(".scatterlayer .trace").first.locator("path.point").nth(2)
+    app.act(lambda: star.click(force=True), "clicking prototype C")
+    radio = app.key("lesson_choice_prototypes_2")
+    expect(radio.locator("input[type='radio']").nth(2)).to_be_checked()
+    app.act(app.key("lesson_check").locator("button").click, "checking the clicked answer")
+    verdict = app.page.locator("[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentError']")
+    expect(verdict.first).to_contain_text("C ")  # the model's probabilities, class by class
+    app.screenshot("lesson_read_a_figure")
+
+
 def test_theory_page_switches_to_chinese(app):
     app.open("theory")
     assert not CJK.search(app.main_text()), "the English theory page shows Chinese text"

@@ -235,3 +235,23 @@ def test_an_answer_is_a_small_record_that_round_trips_through_json():
     assert Answer.from_json(text) == answer
     with pytest.raises(exercises.MetaRepError, match="fields"):
         Answer.from_json(json.dumps({"lesson": "x"}))
+
+
+# ------------------------------------------------------------------ read a figure by clicking
+def test_a_clicked_prototype_is_the_answer_and_the_figure_carries_the_classes(glyphs, shipped):
+    from app.figures.lessons import prototype_choice
+    assert exercises.picked_class([{"curve_number": 0, "point_index": 2, "customdata": 2}]) == "2"
+    assert exercises.picked_class([{"curve_number": 0, "customdata": [4]}]) == "4"
+    assert exercises.picked_class([{"curve_number": 1, "point_index": 0}]) is None  # the query
+    assert exercises.picked_class([]) is None
+
+    s = state.Settings(algorithm="protonet", k_shot=5, n_query=3, seed=7)
+    episode = _episode(glyphs, s)
+    protos, query = exercises.prototype_map(shipped("protonet"), episode, 3)
+    assert protos.shape == (5, 2) and query.shape == (2,)
+    assert exercises.prototype_map(shipped("maml"), episode, 3) is None  # no prototypes
+    fig = prototype_choice(protos, query, list("ABCDE"), labels={"prototype": "原型"})
+    stars = fig.data[0]
+    assert list(stars.customdata) == [0, 1, 2, 3, 4] and list(stars.text) == list("ABCDE")
+    assert stars.name == "原型" and stars.marker.symbol == "star"
+    assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text

@@ -5,13 +5,15 @@ answers given, live in session state (app/lesson_state.py).
 
 Widget keys: ``lesson_<id>`` (start a lesson), ``lesson_open``, ``lesson_back``,
 ``lesson_next``, ``lesson_list``, ``lesson_choice_<id>_<n>`` (a radio, step n from 1),
-``lesson_value_<id>_<n>`` (a number), ``lesson_check``."""
+``lesson_value_<id>_<n>`` (a number), ``lesson_figure_<id>_<n>`` (a chart whose clicked
+prototype answers), ``lesson_check``."""
 from dataclasses import replace
 
 import streamlit as st
 
 from app import exercises, lesson_state, services, state, ui
 from app.figures.episodes import class_code, short_name
+from app.figures.lessons import prototype_choice
 from app.i18n import current_lang, t
 from app.lessons import Exercise, Lesson
 from metarep_core.errors import MetaRepError
@@ -74,6 +76,21 @@ def number(value: float, metric: str) -> str:
     return f"{value:.1f}%" if metric.endswith("accuracy") else f"{value:.3g}"
 
 
+def prototype_figure(sit, episode, query: int, key: str) -> str | None:
+    """The prototypes and the query in a 2-D projection; the class of a clicked
+    prototype (None before a click, or for a learner without prototypes)."""
+    where = exercises.prototype_map(sit.model_for(sit.settings.algorithm), episode, query)
+    if where is None:
+        return None
+    codes = [class_code(c) for c in range(episode.n_way)]
+    event = st.plotly_chart(prototype_choice(*where, codes, labels={
+        "prototype": t("fig.prototype"), "query": t("lesson.the_query"),
+        "component_1": t("lesson.component", n=1), "component_2": t("lesson.component", n=2)}),
+        key=key, on_select="rerun", selection_mode="points")
+    st.caption(t("lesson.click_prototype"))
+    return exercises.picked_class(event.selection.points if event else [])
+
+
 def detail_text(ex: Exercise, solution: exercises.Solution, lang: str) -> str:
     """What the model computed, in words (shown once the student has answered)."""
     d = solution.detail
@@ -100,12 +117,17 @@ def choice_exercise(lesson: Lesson, n: int, ex: Exercise, sit, lang: str) -> Non
     """Predict (or read the figure), then check: the answer is recorded, then the
     model's own result is shown, with the hint when the answer was wrong."""
     episode = sit.episode()
+    choice_key = f"lesson_choice_{lesson.id}_{n}"
     if ex.kind == "query_class":
         query_and_support(episode, ex.params["query"])
+        picked = prototype_figure(sit, episode, ex.params["query"], f"lesson_figure_{lesson.id}_{n}")
+        if picked is not None and st.session_state.get("_lesson_picked") != (choice_key, picked):
+            st.session_state["_lesson_picked"] = (choice_key, picked)
+            st.session_state[choice_key] = picked  # a click answers, as choosing the class does
     options = (tuple(ex.params["algorithms"]) if ex.kind == "best_learner" else
                tuple(str(i) for i in range(episode.n_way)) if ex.kind == "query_class" else
                exercises.DIRECTIONS)
-    choice = st.radio(t("lesson.your_answer"), options, index=None, key=f"lesson_choice_{lesson.id}_{n}",
+    choice = st.radio(t("lesson.your_answer"), options, index=None, key=choice_key,
                       format_func=option_label(ex, episode, lang))
     if st.button(t("lesson.check"), key="lesson_check", disabled=choice is None, type="primary"):
         with st.spinner(t("lesson.computing")):
