@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -287,11 +287,6 @@ def solve(ex: Exercise, sit: Situation) -> Solution:
     if ex.kind not in SOLVERS:
         raise MetaRepError(f"{ex.kind} is checked by check_target, not solve")
     return SOLVERS[ex.kind](ex, sit)
-
-
-def situation_settings(base: Settings, lesson_settings: dict) -> Settings:
-    """``base`` (the session's language) with the step's settings applied."""
-    return replace(base, **lesson_settings)
 
 
 # ------------------------------------------------------------------ the answer record

@@ -37,16 +37,14 @@ def lesson_list(lessons: list[Lesson], refused: list[str], lang: str) -> None:
 
 def situation(settings: state.Settings) -> exercises.Situation:
     """The step's episode source and the session's models for ``settings``."""
-    dataset = services.builtin_dataset(settings.dataset)
+    dataset, dataset_id = services.current_dataset(settings)  # a lesson may leave it to the user
     settings = settings.for_task(services.dataset_task(dataset))
 
     def model_for(algorithm: str) -> state.SessionModel:
-        return services.session_model(replace(settings, algorithm=algorithm), dataset,
-                                      settings.dataset)
+        return services.session_model(replace(settings, algorithm=algorithm), dataset, dataset_id)
 
     def fresh_for(algorithm: str) -> state.SessionModel:
-        return services.before_model(replace(settings, algorithm=algorithm), dataset,
-                                     settings.dataset)
+        return services.before_model(replace(settings, algorithm=algorithm), dataset, dataset_id)
     return exercises.Situation(settings, dataset, model_for, fresh_for)
 
 
