@@ -7,7 +7,7 @@ Session-state keys (one each): ``lesson`` (the open lesson's id, or None),
 A lesson link ``/lessons?lesson=<id>&step=<n>&hide=sidebar`` (``n`` from 1) opens that
 step; ``hide`` is a comma list of :data:`HIDEABLE`. main.py calls :func:`init_from_url`
 before the sidebar is drawn (a step's settings must reach its widgets first) and
-:func:`hide_controls` / :func:`banner` after it.
+:func:`write_url`, :func:`hide_controls` and :func:`banner` after it.
 
 Why a lesson once switched the app to English: ``st.switch_page`` drops the widget
 values of the run it interrupts unless a callback wrote them (the old button's
@@ -102,6 +102,21 @@ def init_from_url() -> None:
 
 def url_warnings() -> list[str]:
     return st.session_state.get("_lesson_url_warnings", [])
+
+
+def write_url() -> None:
+    """Keep ``lesson``, ``step`` and ``hide`` in the URL while a lesson is open (and
+    out of it otherwise), so the address bar is always a link to where the student is."""
+    ss, params = st.session_state, st.query_params
+    lesson = find(ss.get("lesson"))
+    wanted = {"lesson": lesson.id, "step": str(ss.get("lesson_step", 0) + 1)} if lesson else {}
+    if ss.get("lesson_hide"):
+        wanted["hide"] = ",".join(ss["lesson_hide"])
+    for key in ("lesson", "step", "hide"):
+        if key in wanted and params.get(key) != wanted[key]:
+            params[key] = wanted[key]
+        elif key not in wanted and key in params:
+            del params[key]
 
 
 def hide_controls() -> None:

@@ -64,6 +64,7 @@ services.warm_up_projection()
 
 services.adopt_finished_job()  # before the sidebar and page read the session's model
 st.session_state["_ctx"] = sidebar.render()
+lesson_state.write_url()
 lesson_state.hide_controls()
 navigation = st.navigation([
     st.Page(page.script, title=t(f"page.{page.name}"), icon=page.icon, url_path=page.name,

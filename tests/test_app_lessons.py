@@ -45,6 +45,7 @@ def test_a_lesson_in_chinese_keeps_the_language_and_checks_the_answers():
 
     goto(at, "lessons")  # back in the lesson, where the student left it
     at.button(key="lesson_next").click().run()
+    assert (at.query_params["lesson"], at.query_params["step"]) == ("inner_loop", "2")
     assert lesson.steps[1].exercise.question["zh"] in texts(at)
     right = _maml_direction_after_ten_steps()
     wrong = next(o for o in exercises.DIRECTIONS if o != right)
@@ -121,6 +122,7 @@ def test_every_step_of_every_lesson_is_answered_through_the_page(lang):
                 assert at.success or at.error, (lesson.id, n)
             at.button(key="lesson_next").click().run()
         assert at.session_state["lesson"] is None  # "finish" goes back to the list
+        assert "lesson" not in at.query_params and "step" not in at.query_params
     answered = {(a.lesson, a.step) for a in at.session_state[exercises.ANSWERS_KEY]}
     assert answered == {(l.id, n) for l in LESSONS.values()
                         for n, s in enumerate(l.steps, 1) if s.exercise}

@@ -240,7 +240,8 @@ def test_a_student_walks_a_whole_lesson_in_chinese(app):
     start = app.key("lesson_episode").locator("button")
     expect(start).to_have_text(zh("lesson.start"))
     app.act(start.click, "starting the lesson")
-    assert zh("lesson.step_of", step=1, steps=2) in app.main_text()
+    main = app.page.locator("[data-testid='stMain']")  # expect() retries while it renders
+    expect(main).to_contain_text(zh("lesson.step_of", step=1, steps=2))
 
     app.act(app.key("lesson_open").locator("button").click, "opening the step's page")
     app.drawn("episode_support")
@@ -251,7 +252,7 @@ def test_a_student_walks_a_whole_lesson_in_chinese(app):
     back = app.page.get_by_role("link", name=zh("lesson.back_to_lesson"))
     app.act(back.click, "back to the lesson")
     app.act(app.key("lesson_next").locator("button").click, "the next step")
-    assert zh("lesson.step_of", step=2, steps=2) in app.main_text()
+    expect(main).to_contain_text(zh("lesson.step_of", step=2, steps=2))
 
     right = _protonet_shots_answer()
     wrong = "lower" if right != "lower" else "higher"
@@ -273,7 +274,7 @@ def test_a_student_walks_a_whole_lesson_in_chinese(app):
     app.act(app.key("lesson_next").locator("button").click, "finishing the lesson")
     expect(app.key("lesson_episode").locator("button")).to_have_text(zh("lesson.start"))
     assert "lang=zh" in app.page.url, app.page.url
-    assert zh("lesson.answers", n=2, right=1) in app.main_text()
+    expect(main).to_contain_text(zh("lesson.answers", n=2, right=1))
     assert len(CJK.findall(app.main_text())) > 20
 
 
@@ -282,7 +283,8 @@ def test_a_lesson_link_opens_its_step_with_the_sidebar_hidden(app):
     Playground's links hide controls); the step's page keeps it hidden."""
     sidebar = app.page.locator("[data-testid='stSidebar']")
     app.open("lessons?lesson=inner_loop&step=3&hide=sidebar&lang=zh")
-    assert t("lesson.step_of", lang="zh", step=3, steps=3) in app.main_text()
+    main = app.page.locator("[data-testid='stMain']")  # expect() retries while it renders
+    expect(main).to_contain_text(t("lesson.step_of", lang="zh", step=3, steps=3))
     expect(app.key("lesson_value_inner_loop_3")).to_be_visible()
     expect(sidebar).to_be_hidden()
     app.screenshot("lesson_link_hidden_sidebar")
