@@ -22,6 +22,7 @@ from pathlib import Path
 from app import pages
 from app.i18n import LANGUAGES
 from metarep_core.errors import MetaRepError
+from metarep_core.learners import get_learner_class
 
 LESSON_DIR = Path(__file__).resolve().parent.parent / "assets" / "lessons"
 KINDS = ("best_learner", "trace_change", "reach_target", "query_class",
@@ -30,6 +31,7 @@ KINDS = ("best_learner", "trace_change", "reach_target", "query_class",
 SETTING_KEYS = ("dataset", "algorithm", "n_way", "k_shot", "n_query", "seed", "split")
 TRACE_METRICS = ("support_loss", "support_accuracy", "query_loss", "query_accuracy")
 TARGET_METRICS = ("query_accuracy", "query_loss")
+REGRESSION_KINDS = ("trace_change", "reach_target")  # the kinds that need no accuracy
 # Per kind: required parameters, then optional ones (with what each must be).
 PARAMS = {
     "best_learner": ({"algorithms": "algorithms"}, {"episodes": "count"}),
@@ -43,6 +45,13 @@ PARAMS = {
     "unseen_uncertainty": ({}, {"episodes": "count", "tolerance": "number"}),
     "meta_training_gain": ({}, {"tolerance": "number"}),
 }
+
+
+def dataset_task(name: str) -> str:
+    """"classification" or "regression": the built-in dataset says (loaded once per
+    process; the app loads it anyway when the lesson is opened)."""
+    from metarep_core.data import load_dataset
+    return load_dataset(name, seed=0).task
 
 
 class LessonError(MetaRepError):
@@ -224,7 +233,7 @@ class _Checker:
         return dict(value)
 
     def param(self, params, name: str, rule: str, algorithm: str):
-        from metarep_core.learners import available, get_learner_class
+        from metarep_core.learners import available
         v = params[name]
         number = isinstance(v, (int, float)) and not isinstance(v, bool)
         ok_int = isinstance(v, int) and not isinstance(v, bool)
@@ -261,8 +270,7 @@ class _Checker:
             return dict(v) if rule == "hyperparams" else v
         return v
 
-    def exercise(self, step, algorithm: str) -> Exercise:
-        from metarep_core.learners import get_learner_class
+    def exercise(self, step, algorithm: str, task: str) -> Exercise:
         ex = self.obj(step["exercise"], step, "exercise", "the exercise")
         self.keys(ex, "the exercise", ("kind", "question", "hint"), ("params",))
         kind = ex["kind"]
@@ -273,6 +281,16 @@ class _Checker:
         self.keys(params, f"the params of {kind}", tuple(required), tuple(optional))
         rules = {**required, **optional}
         checked = {name: self.param(params, name, rules[name], algorithm) for name in params}
+        if task == "regression":
+            if kind not in REGRESSION_KINDS:
+                self.fail(ex, "kind", f"{kind} needs a classification dataset; on a regression "
+                                      f"dataset use {' or '.join(REGRESSION_KINDS)}")
+            if not params["metric"].endswith("loss"):
+                self.fail(params, "metric", f"a regression task has no accuracy; use a loss "
+                                            f"metric, not {params['metric']!r}")
+        for name in checked.get("algorithms", ()):
+            if task not in get_learner_class(name).tasks:
+                self.fail(params, "algorithms", f"{name} does not learn {task} tasks")
         if kind == "reach_target" and ("at_least" in params) == ("at_most" in params):
             self.fail(params, None, "reach_target needs exactly one of at_least, at_most")
         cls = get_learner_class(algorithm)
@@ -313,8 +331,13 @@ def parse_lesson(text: str, path: Path) -> Lesson:
             check.fail(step, "page", f"step {n}: unknown page {page!r}; allowed: "
                                      f"{', '.join(pages.NAMES)}")
         own = check.settings(step, "settings", f"step {n}'s settings") if "settings" in step else {}
-        algorithm = {**settings, **own}.get("algorithm", "protonet")
-        exercise = check.exercise(step, algorithm) if "exercise" in step else None
+        merged = {**settings, **own}
+        algorithm = merged.get("algorithm", "protonet")
+        task = dataset_task(merged.get("dataset", "glyphs"))
+        if task not in get_learner_class(algorithm).tasks:
+            check.fail(step, None, f"step {n}: {algorithm} does not learn {task} tasks (the "
+                                   f"dataset {merged.get('dataset', 'glyphs')!r})")
+        exercise = check.exercise(step, algorithm, task) if "exercise" in step else None
         steps.append(Step(check.texts(step, "text", f"step {n}'s text"), page, own, exercise))
     return Lesson(path.stem, title, summary, tuple(steps), settings, order, path)
 

@@ -255,3 +255,17 @@ def test_a_clicked_prototype_is_the_answer_and_the_figure_carries_the_classes(gl
     assert list(stars.customdata) == [0, 1, 2, 3, 4] and list(stars.text) == list("ABCDE")
     assert stars.name == "原型" and stars.marker.symbol == "star"
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+
+
+def test_a_step_whose_learner_or_metric_does_not_fit_the_datasets_task_is_refused():
+    src = _source("sinusoid")
+    broken = src.replace('"metric": "query_loss"', '"metric": "query_accuracy"', 1)
+    message = _refusal(broken)
+    assert message.startswith(f"teacher.json, line {_line(broken, 'query_accuracy')}:"), message
+    assert "regression task has no accuracy" in message
+
+    broken = src.replace('"algorithm": "maml"', '"algorithm": "protonet"', 1)
+    message = _refusal(broken)
+    first_step = broken.index("{", broken.index('"steps"'))
+    assert message.startswith(f"teacher.json, line {broken[:first_step].count(chr(10)) + 1}:"), message
+    assert "protonet does not learn regression tasks" in message
