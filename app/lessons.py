@@ -332,6 +332,11 @@ def parse_lesson(text: str, path: Path) -> Lesson:
                                      f"{', '.join(pages.NAMES)}")
         own = check.settings(step, "settings", f"step {n}'s settings") if "settings" in step else {}
         merged = {**settings, **own}
+        if "exercise" in step:  # its answer depends on them: not left to the student's sidebar
+            for key in ("dataset", "algorithm"):
+                if key not in merged:
+                    check.fail(step, "exercise", f"step {n} has an exercise, so the lesson's or "
+                                                 f"the step's settings need {key!r}")
         algorithm = merged.get("algorithm", "protonet")
         task = dataset_task(merged.get("dataset", "glyphs"))
         if task not in get_learner_class(algorithm).tasks:

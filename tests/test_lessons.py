@@ -269,3 +269,12 @@ def test_a_step_whose_learner_or_metric_does_not_fit_the_datasets_task_is_refuse
     first_step = broken.index("{", broken.index('"steps"'))
     assert message.startswith(f"teacher.json, line {broken[:first_step].count(chr(10)) + 1}:"), message
     assert "protonet does not learn regression tasks" in message
+
+
+def test_an_exercise_needs_its_dataset_and_algorithm_in_the_file():
+    src = _source("episode")
+    broken = src.replace('"algorithm": "protonet",', "", 1)
+    json.loads(broken)
+    message = _refusal(broken)
+    assert message.startswith(f"teacher.json, line {_line(broken, chr(34) + 'exercise')}:"), message
+    assert "settings need 'algorithm'" in message
