@@ -27,8 +27,7 @@ from app.lessons import Lesson, load_lessons
 
 HIDEABLE = {
     # what a link may hide -> the CSS selectors that hide it
-    "sidebar": ("[data-testid='stSidebar']", "[data-testid='stSidebarCollapsedControl']",
-                "[data-testid='stExpandSidebarButton']"),
+    "sidebar": ("[data-testid='stSidebar']", "[data-testid='stExpandSidebarButton']"),
     "settings": ("[data-testid='stSidebarUserContent']",),
     "nav": ("[data-testid='stSidebarNav']",),
 }

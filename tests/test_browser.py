@@ -295,6 +295,10 @@ def test_a_lesson_link_opens_its_step_with_the_sidebar_hidden(app):
     assert "lang=zh" in app.page.url and "algorithm=maml" in app.page.url, app.page.url
     expect(sidebar).to_be_hidden()
 
+    app.open("lessons?lesson=episode&hide=settings")  # only the settings: the pages stay
+    expect(app.page.locator("[data-testid='stSidebarNav']")).to_be_visible()
+    expect(app.key("lang")).to_be_hidden()
+
 
 def test_reading_a_figure_a_clicked_prototype_answers(app):
     """"Which prototype will this query go to?" answered by clicking a star: the click
