@@ -95,7 +95,13 @@ def init_from_url() -> None:
             except ValueError:
                 bad.append(f"step={params.get('step')}")
                 step = 0
+            # Settings the link states itself (valid ones, already read by state.py) win
+            # over the step's: a link copied from the address bar, which carries both,
+            # reopens what the student was looking at.
+            given = {k: ss[k] for k in state.FIELDS if state._parse(k, params.get(k)) is not None}
             go_to(lesson.id, step)
+            for key, value in given.items():
+                ss[key] = value
     ss["_lesson_url_warnings"] = bad
 
 

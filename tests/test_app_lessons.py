@@ -92,6 +92,15 @@ def test_a_lesson_link_opens_its_step_and_hides_the_sidebar():
     assert [a.correct for a in ss[exercises.ANSWERS_KEY]] == [False, True]
 
 
+def test_settings_in_a_lesson_link_win_over_the_steps():
+    """A link copied from the address bar carries the lesson and the settings shown."""
+    at = new_app(lesson="inner_loop", step=1, seed=12, n_query="many")
+    assert at.session_state["lesson"] == "inner_loop"
+    assert at.session_state["seed"] == 12  # stated in the link (the step says 7)
+    assert at.session_state["n_query"] == 3  # not usable in the link (default 5): the step's
+    assert at.session_state["algorithm"] == "maml"  # not in the link: the step's
+
+
 def test_without_a_hide_in_the_link_nothing_is_hidden():
     at = new_app(lesson="inner_loop", step=1)
     assert at.session_state["lesson_hide"] == []
