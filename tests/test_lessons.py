@@ -250,7 +250,9 @@ def test_a_clicked_prototype_is_the_answer_and_the_figure_carries_the_classes(gl
     protos, query = exercises.prototype_map(shipped("protonet"), episode, 3)
     assert protos.shape == (5, 2) and query.shape == (2,)
     assert exercises.prototype_map(shipped("maml"), episode, 3) is None  # no prototypes
-    fig = prototype_choice(protos, query, list("ABCDE"), labels={"prototype": "原型"})
+    fig = prototype_choice(protos, query, list("ABCDE"), title="查询在各原型之间的位置",
+                           labels={"prototype": "原型"})
+    assert fig.layout.title.text == "查询在各原型之间的位置"
     stars = fig.data[0]
     assert list(stars.customdata) == [0, 1, 2, 3, 4] and list(stars.text) == list("ABCDE")
     assert stars.name == "原型" and stars.marker.symbol == "star"

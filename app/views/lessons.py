@@ -81,7 +81,7 @@ def prototype_figure(sit, episode, query: int, key: str) -> str | None:
     if where is None:
         return None
     codes = [class_code(c) for c in range(episode.n_way)]
-    event = st.plotly_chart(prototype_choice(*where, codes, labels={
+    event = st.plotly_chart(prototype_choice(*where, codes, title=t("lesson.figure_title"), labels={
         "prototype": t("fig.prototype"), "query": t("lesson.the_query"),
         "component_1": t("lesson.component", n=1), "component_2": t("lesson.component", n=2)}),
         key=key, on_select="rerun", selection_mode="points")
