@@ -333,3 +333,15 @@ def test_other_databases_are_refused_without_showing_the_password(monkeypatch):
         RunStore("sqlite:///:memory:")
     with pytest.raises(MetaRepError, match="not a database URL"):
         RunStore("just words")
+
+
+def test_the_readme_quotes_the_store_limits():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Run store", 1)[1].split("\n## ", 1)[0]
+    mb = lambda n: f"{n // 2**20} MB"  # noqa: E731
+    for quoted in (f"| {mb(limits.CHECKPOINT_MAX_BYTES)} / {mb(limits.STORE_DATASET_MAX_BYTES)} |",
+                   f"| {mb(limits.STORE_RUN_MAX_BYTES)}, at most {limits.STORE_RUN_MAX_BLOBS} of them |",
+                   f"| {limits.STORE_JSON_MAX_CHARS:,} characters |",
+                   f"| {limits.STORE_ANSWER_MAX_CHARS:,} characters / {limits.STORE_RUN_MAX_ANSWERS:,} |",
+                   f"| {limits.STORE_NAME_MAX_CHARS} characters,"):
+        assert quoted in section, quoted
