@@ -3,7 +3,9 @@
 ``python tests/store_worker.py URL TOKEN TAG N GO_FILE``: opens the store, prints
 "ready", waits for GO_FILE (so that both workers start writing together), then
 records N answers to exercise ("race", 1) of run TOKEN and saves page TAG's state
-after each. Exits 0 only if every write succeeded.
+after each. With TOKEN ``-`` it waits for GO_FILE first, then opens the store (so
+that several workers create a new store at once) and creates N runs. Exits 0 only
+if every write succeeded.
 """
 from __future__ import annotations
 
@@ -16,14 +18,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from metarep_core.store import RunStore  # noqa: E402
 
 
-def main(url: str, token: str, tag: str, n: str, go: str) -> None:
-    store = RunStore(url)
-    print("ready", flush=True)
+def wait_for(go: str) -> None:
     deadline = time.monotonic() + 60
     while not Path(go).exists():
         if time.monotonic() > deadline:
             raise SystemExit("never told to go")
         time.sleep(0.002)
+
+
+def main(url: str, token: str, tag: str, n: str, go: str) -> None:
+    if token == "-":
+        print("ready", flush=True)
+        wait_for(go)
+        store = RunStore(url)
+        for _ in range(int(n)):
+            store.create_run()
+        store.close()
+        return
+    store = RunStore(url)
+    print("ready", flush=True)
+    wait_for(go)
     for i in range(int(n)):
         store.record_answer(token, "race", 1, f"{tag}-{i}", correct=i % 2 == 0, seconds=0.5)
         store.save_page_state(token, tag, {"i": i})

@@ -285,14 +285,13 @@ def test_the_schema_is_created_once_and_a_newer_one_refused(store_url):
 
 
 # ----------------------------------------------------------------------------- two servers
-def test_two_server_processes_writing_one_run_lose_nothing(store, store_url, tmp_path):
-    token = store.create_run()
-    go = tmp_path / "go"
-    workers = [subprocess.Popen([sys.executable, str(WORKER), store_url, token, tag, "100", str(go)],
+def run_workers(store_url: str, token: str, tags, n: int, go: Path) -> None:
+    """``tests/store_worker.py`` in one process per tag, released together; each must exit 0."""
+    workers = [subprocess.Popen([sys.executable, str(WORKER), store_url, token, tag, str(n), str(go)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for tag in ("a", "b")]
+               for tag in tags]
     try:
-        for w in workers:  # both have opened the store before either writes
+        for w in workers:  # all are ready before any is released
             assert w.stdout.readline().strip() == "ready", w.stderr.read()
         go.touch()
         outcomes = [w.communicate(timeout=300) for w in workers]
@@ -300,7 +299,24 @@ def test_two_server_processes_writing_one_run_lose_nothing(store, store_url, tmp
         for w in workers:
             if w.poll() is None:
                 w.kill()
-    assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outcomes]
+    assert [w.returncode for w in workers] == [0] * len(workers), [err[-2000:] for _, err in outcomes]
+
+
+def test_servers_starting_together_on_a_new_store_create_it_once(store_url, tmp_path):
+    run_workers(store_url, "-", ("a", "b", "c"), 5, tmp_path / "go")
+    store = RunStore(store_url)
+    try:
+        assert store.found_version == SCHEMA_VERSION
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM runs")).scalar() == 15
+            assert conn.execute(text("SELECT COUNT(*) FROM store_info")).scalar() == 1
+    finally:
+        store.close()
+
+
+def test_two_server_processes_writing_one_run_lose_nothing(store, store_url, tmp_path):
+    token = store.create_run()
+    run_workers(store_url, token, ("a", "b"), 100, tmp_path / "go")
     got = store.run_answers(token)
     assert sorted(a.attempt for a in got) == list(range(1, 201))  # numbered one writer at a time
     assert {a.answer for a in got} == {f"{tag}-{i}" for tag in "ab" for i in range(100)}
@@ -318,7 +334,8 @@ def test_the_default_store_is_a_sqlite_file_in_the_cache_directory(tmp_path, mon
     store = RunStore()
     store.create_run()
     store.close()
-    assert (tmp_path / "cache" / "runs.sqlite3").stat().st_size > 0
+    made = (tmp_path / "cache" / "runs.sqlite3").stat()
+    assert made.st_size > 0 and made.st_mode & 0o077 == 0  # students' data: the app's user only
     monkeypatch.setenv("METAREP_DB_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
     RunStore().close()
     assert (tmp_path / "elsewhere.db").exists()

@@ -83,8 +83,11 @@ def make_engine(url: str | None = None) -> Engine:
     path = Path(parsed.database)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Students' names and answers: readable by the app's user only (SQLite gives its
+        # -wal and -shm files the database file's permissions).
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     except OSError as err:
-        raise MetaRepError(f"cannot create the run store's folder {str(path.parent)!r}: {err.strerror}") from None
+        raise MetaRepError(f"cannot create the run store {str(path)!r}: {err.strerror}") from None
     engine = create_engine(parsed.set(drivername="sqlite+pysqlite"),
                            connect_args={"timeout": BUSY_TIMEOUT_S})
     event.listen(engine, "connect", _sqlite_connect)
