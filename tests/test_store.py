@@ -350,6 +350,9 @@ def test_other_databases_are_refused_without_showing_the_password(monkeypatch):
         RunStore("sqlite:///:memory:")
     with pytest.raises(MetaRepError, match="not a database URL"):
         RunStore("just words")
+    from metarep_core.store.engine import make_engine
+    for given in ("postgres://u:p@127.0.0.1:1/x", "postgresql+psycopg2://u:p@127.0.0.1:1/x"):
+        assert make_engine(given).url.drivername == "postgresql+psycopg"  # the driver this project ships
 
 
 def test_the_readme_quotes_the_store_limits():

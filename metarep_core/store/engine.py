@@ -68,7 +68,7 @@ def make_engine(url: str | None = None) -> Engine:
         raise MetaRepError(f"{ENV_URL} is not a database URL; allowed: postgresql://user:password@host:port/"
                            f"database or sqlite:////absolute/path.sqlite3") from None
     backend = parsed.get_backend_name()
-    if backend == "postgresql":
+    if backend in ("postgresql", "postgres"):  # "postgres://" is what many hosts hand out
         # SQLAlchemy's default PostgreSQL driver is psycopg2; this project ships psycopg 3.
         engine = create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True,
                                pool_size=5, max_overflow=5)

@@ -272,6 +272,6 @@ class RunStoreBase:
         with self._read() as conn:
             run_id = self._run_id(conn, token)
             rows = conn.execute(select(answers).where(answers.c.run_id == run_id)
-                                .order_by(answers.c.created, answers.c.id)).all()
+                                .order_by(answers.c.id)).all()
         return [AnswerRecord(r.lesson, r.step, r.attempt, json.loads(r.answer), r.correct, r.seconds,
                              utc(r.created)) for r in rows]
