@@ -46,7 +46,6 @@ in tests/test_maml.py check whatever path is used here.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -124,15 +123,8 @@ TEST_BN = HyperParam(
          "(transductive, as the reference code) or the support set's (each query on its own)")
 
 
-@contextmanager
-def _bn_hooks(model: nn.Module, hook_kind: str, fn):
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    handles = [getattr(m, hook_kind)(fn) for m in bns]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+def _batch_norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def support_stats_forward(model: nn.Module, params: Params, buffers: Params, support_x: torch.Tensor,
@@ -140,9 +132,11 @@ def support_stats_forward(model: nn.Module, params: Params, buffers: Params, sup
     """``model(x)`` under ``params`` with each batch-norm layer normalising by the mean and
     (biased) variance its input had on ``support_x`` (n_s, *input_shape) — not on ``x``.
 
-    Each row of ``x`` is then predicted independently of the others. Returns whatever
-    ``model.forward`` returns. (The layers' affine weights are those in ``params``.)
+    Each row of ``x`` is then predicted independently of the others (one row alone
+    works too). Returns whatever ``model.forward`` returns. The layers' affine weights
+    are those in ``params``.
     """
+    bns = _batch_norms(model)
     stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def record(m, inputs):
@@ -150,14 +144,30 @@ def support_stats_forward(model: nn.Module, params: Params, buffers: Params, sup
         dims = [0] + list(range(2, h.dim()))
         stats[m] = (h.mean(dims), h.var(dims, unbiased=False))
 
-    def apply(m, inputs, _out):
-        mean, var = stats[m]
-        return F.batch_norm(inputs[0], mean, var, m.weight, m.bias, False, 0.0, m.eps)
-
-    with _bn_hooks(model, "register_forward_pre_hook", record):
+    handles = [m.register_forward_pre_hook(record) for m in bns]
+    try:
         functional_forward(model, params, buffers, support_x, **kwargs)
-    with _bn_hooks(model, "register_forward_hook", apply):
+    finally:
+        for h in handles:
+            h.remove()
+
+    def frozen(m):
+        def forward(h):
+            # written out (not F.batch_norm, whose running statistics may not carry a
+            # gradient); m.weight is read at call time: under functional_call, params'
+            shape = (1, -1) + (1,) * (h.dim() - 2)
+            mean, var = stats[m]
+            out = (h - mean.view(shape)) / torch.sqrt(var.view(shape) + m.eps)
+            return out * m.weight.view(shape) + m.bias.view(shape) if m.affine else out
+        return forward
+
+    for m in bns:   # an instance attribute shadows the class's forward for this call
+        m.forward = frozen(m)
+    try:
         return functional_forward(model, params, buffers, x, **kwargs)
+    finally:
+        for m in bns:
+            del m.forward
 
 
 # ------------------------------------------------------------------------- inner loop
