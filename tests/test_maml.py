@@ -105,6 +105,43 @@ def test_second_order_meta_gradient_matches_finite_differences_conv4(conv_case):
     assert any(abs(d - fd) > 1e-2 * max(1.0, abs(fd)) for d, (_, fd) in zip(fo_dots, rows))
 
 
+def test_meta_step_applies_the_checked_gradient(conv_case):
+    """The gradient checked above (through Conv-4's batch norm over the support and the
+    query batches) is the one meta_step applies: read off with SGD at lr 1 for Adam."""
+    learners, episodes = conv_case
+    so = build_learner("maml", (1, 8, 8), 3, inner_steps=2, inner_lr=0.4).double()
+    so.net.features = Conv4(1, 8, hidden=8, track_running_stats=False).double()
+    so.net.head = torch.nn.Linear(so.net.features.out_dim, 3).double()
+    so.load_state_dict(learners[False].state_dict())
+    params, _ = split_state(so.net)
+    so.zero_grad(set_to_none=True)
+    so.accumulate_meta_gradient(episodes)
+    checked = {n: p.grad.detach().clone() for n, p in params.items()}
+    theta = {n: p.detach().clone() for n, p in params.items()}
+    so._optimizer = torch.optim.SGD(so.parameters(), lr=1.0)
+    so.meta_step(episodes)
+    for n, p in params.items():
+        torch.testing.assert_close(theta[n] - p.detach(), checked[n], rtol=1e-9, atol=1e-12)
+
+
+def test_trace_measures_feature_reuse_by_layer_cka():
+    """layer_cka (steps so far + 1, 5 layers): CKA of each layer's query representation
+    with step 0's — 1 at step 0, then measured: below 1 once the weights move, and the
+    head (whose inputs and weights both move) changes more than the first conv block."""
+    gen = torch.Generator().manual_seed(0)
+    ep = random_episode(5, 1, 3, (1, 28, 28), gen, dtype=torch.float32)
+    torch.manual_seed(0)
+    learner = build_learner("maml", (1, 28, 28), 5, eval_steps=3, inner_lr=0.4)
+    trace = learner.adapt(ep, record=True).trace
+    cka = [s.extras["layer_cka"] for s in trace]
+    assert [c.shape for c in cka] == [(t + 1, 5) for t in range(4)]
+    np.testing.assert_allclose(cka[0][0], 1.0, atol=1e-6)
+    last = cka[-1][-1]
+    assert np.all(last <= 1.0 + 1e-6) and np.all(last > 0.0) and last.min() < 0.999
+    assert last[-1] < last[0]
+    np.testing.assert_allclose(cka[-1][:-1], cka[-2])  # earlier rows are kept as measured
+
+
 def test_per_task_backward_equals_summed_graph(conv_case):
     """meta_step back-propagates task by task; that must equal one backward of the mean."""
     learners, episodes = conv_case
