@@ -88,7 +88,8 @@ def same_episode(ctx, names: list[str]) -> None:
         cols[j % len(cols)].plotly_chart(
             query_predictions(ui.image_array(episode.query_x), episode.query_y.numpy(), probs,
                               episode.class_names,
-                              title=f"{services.algorithm_label(name)} — {accuracy:.0f}%"),
+                              title=f"{services.algorithm_label(name)} — {accuracy:.0f}%",
+                              width_hint=380),
             key=f"compare_pred_{name}")
 
 
