@@ -9,8 +9,8 @@ and the meta-gradient of the query loss comes from the implicit function theorem
     d L_query(phi*) / d theta = (I + H / lam)^-1 grad_phi L_query(phi*),
     H = Hessian of L_support at phi*,
 
-solved by conjugate gradient with Hessian-vector products (double backward at
-``phi*``). The inner loop is never back-propagated through, so memory does not
+solved by conjugate gradient with curvature-vector products at ``phi*`` (which
+curvature: below). The inner loop is never back-propagated through, so memory does not
 grow with the number of inner steps. The outer update is Adam on the averaged
 implicit gradients (``meta_lr``).
 
