@@ -294,14 +294,14 @@ def test_register_refuses_what_the_rest_of_the_program_cannot_show(attrs, match)
 
 
 def test_old_hyperparameter_name_is_read_as_the_new_one():
-    """Checkpoints shipped before MAML's ``eval_steps`` became ``eval_steps`` load."""
+    """Checkpoints shipped before MAML's ``test_inner_steps`` became ``eval_steps`` load."""
     cls = get_learner_class("maml")
-    assert cls.validate_hyperparams({"eval_steps": 3})["eval_steps"] == 3
+    assert cls.validate_hyperparams({"test_inner_steps": 3})["eval_steps"] == 3
     with pytest.raises(MetaRepError, match="old name of 'eval_steps'"):
-        cls.validate_hyperparams({"eval_steps": 3, "eval_steps": 4})
+        cls.validate_hyperparams({"test_inner_steps": 3, "eval_steps": 4})
     # a learner that never had the old name does not accept it
-    with pytest.raises(MetaRepError, match="unknown hyper-parameter 'eval_steps'"):
-        get_learner_class("protonet").validate_hyperparams({"eval_steps": 3})
+    with pytest.raises(MetaRepError, match="unknown hyper-parameter 'test_inner_steps'"):
+        get_learner_class("protonet").validate_hyperparams({"test_inner_steps": 3})
 
 
 def test_per_task_default_is_resolved_in_validation_and_an_explicit_value_wins():
