@@ -113,7 +113,9 @@ def scores(learner, glyphs):
 @pytest.mark.parametrize("name", ["versa", "abml"])
 def test_learns_glyphs_above_chance_and_untrained_and_reports_ece(name, request, glyphs):
     """60 meta-steps of 2 episodes: well above chance and the same model before
-    meta-training; the expected calibration error is reported (10 bins)."""
+    meta-training; the expected calibration error is reported (10 bins). ABML trained
+    this briefly on its ELBO is under-confident (confidence below accuracy: the head's
+    variance is still near the prior's), hence its looser bound."""
     learner, untrained = request.getfixturevalue(name)
     acc, probs, labels = scores(learner, glyphs)
     baseline = pixel_ncm_accuracy(glyphs, "test", 5, 1, 15, episodes=TEST_EPISODES, seed=TEST_SEED)[0]
@@ -122,7 +124,7 @@ def test_learns_glyphs_above_chance_and_untrained_and_reports_ece(name, request,
           f"{baseline:.1f}%, chance 20%), ECE {100 * ece:.1f}%")
     assert acc > 45.0
     assert acc > untrained + 20.0
-    assert ece < 0.25
+    assert ece < {"versa": 0.10, "abml": 0.30}[name]
 
 
 def split_by_presence(glyphs, episodes=20):
