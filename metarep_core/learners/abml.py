@@ -21,17 +21,27 @@ the outer loop)::
   expectation under ``q``), not ``-log`` of the averaged probability: the latter is
   the predictive log-likelihood that VERSA trains, which is not a bound with this KL;
 - the KL is counted once per data set, so per example it is divided by ``N``:
-  ``kl_weight = 1`` is the true ELBO of Bayes by Backprop, as in the paper;
+  ``kl_weight = 1`` is the true ELBO of Bayes by Backprop. The default 0.1 down-weights
+  it: with 5 support examples the full KL holds the posterior mean at the prior (the
+  small model of the tests reaches 24% on glyphs after 60 meta-steps with 1, 69% with
+  0.1), and a short CPU training cannot learn a prior sharp enough for it;
 - the inner loss is a per-example mean, so a step's size does not grow with the
   number of shots (summing made a 5-shot step five times a 1-shot step).
 
 The log-variance has its own inner step size ``inner_lr_logvar``. The gradient of
 the ELBO with respect to ``log sigma^2`` is ``sigma^2`` times its gradient with respect
 to ``sigma^2`` (chain rule), so with prior variances of 1e-2 it is about a hundred
-times smaller than the mean's; with one step size for both (as before) the posterior
-mean moved by ~0.5 while the log-variance moved by < 0.01: the "posterior" was the
-prior's variance around a MAML-adapted mean. A larger step on the log-variance lets
-the variance reach the value the ELBO asks for within the few inner steps.
+times smaller than the mean's; with one step size for both (before issue 9) the
+posterior mean moved by 0.12 (1-shot) to 0.63 (5-shot) on average while the
+log-variance moved by 0.001 to 0.008: the "posterior" was the prior's variance around
+a MAML-adapted mean. A larger step on the log-variance
+moves it towards the value the ELBO asks for within the few inner steps (on the
+shipped glyphs checkpoint: by 0.16 on average, the mean by 0.09).
+
+Calibration: trained briefly on its ELBO, the head is *under*-confident (glyphs,
+600 test episodes: 86% accurate at a mean confidence of 66%, ECE 20%): its prior
+variance is still near where it started (Adam moves a log-variance by at most
+``meta_lr`` per step), so the predictive averages over noisy logits.
 
 Scaled down for a CPU, and why: the Bayesian part is the classifier head only (weights
 and bias per class), over a deterministic Conv-4 body (32 channels) that is meta-learned
