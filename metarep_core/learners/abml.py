@@ -34,9 +34,9 @@ to ``sigma^2`` (chain rule), so with prior variances of 1e-2 it is about a hundr
 times smaller than the mean's; with one step size for both (before issue 9) the
 posterior mean moved by 0.12 (1-shot) to 0.63 (5-shot) on average while the
 log-variance moved by 0.001 to 0.008: the "posterior" was the prior's variance around
-a MAML-adapted mean. A larger step on the log-variance
-moves it towards the value the ELBO asks for within the few inner steps (on the
-shipped glyphs checkpoint: by 0.16 on average, the mean by 0.09).
+a MAML-adapted mean. A larger step on the log-variance moves it towards the value the
+ELBO asks for within the few inner steps (on the shipped glyphs checkpoint: by 0.16
+on average, the mean by 0.09).
 
 Calibration: trained briefly on its ELBO, the head is *under*-confident (glyphs,
 600 test episodes: 86% accurate at a mean confidence of 66%, ECE 20%): its prior
