@@ -60,7 +60,7 @@ def _job_status() -> None:
 # Widgets whose option labels are translated (format_func). The browser keeps showing a
 # choice's old label after the language changes unless the value is sent again.
 TRANSLATED_CHOICES = ("dataset", "algorithm", "split", "emb_method", "emb_color",
-                      "compare_algorithms")
+                      "compare_algorithms", "compare_pair_ref", "draw_algorithms")
 
 
 def _resend_translated_choices() -> None:

@@ -191,7 +191,7 @@ def test_compare_page(app):
     app.screenshot("compare")
 
 
-PAGES = {"", "train", "adapt", "embedding", "compare", "lessons", "theory"}  # the tests above and below
+PAGES = {"", "train", "adapt", "embedding", "compare", "human", "draw", "lessons", "theory"}  # the tests above and below
 
 
 def test_lessons_open_the_sinusoid_adaptation(app):

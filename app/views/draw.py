@@ -1,0 +1,2 @@
+from app import ui
+ctx = ui.page("draw")
