@@ -29,7 +29,7 @@ class "st-key-K", e.g. `.st-key-train_start button`):
                compare_pair_ref, compare_paired, compare_paired_csv
     human      human_start, human_answer_<episode>_<query>, human_submit, human_reset
     draw       draw_n_way, draw_k_shot, draw_n_query, draw_canvas_<role>_<class>_<i>
-               (role support/query), draw_build, draw_algorithms, draw_zip, draw_use
+               (role support/query), draw_zip, draw_use, draw_algorithms, draw_pred_<algorithm>
     lessons    lesson_<id>
 A page is done when [data-test-script-state='notRunning'] shows and no
 [data-testid='stException'] does. Training runs in a background pool and the Train page

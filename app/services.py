@@ -8,6 +8,7 @@ batch-norm statistic updated in a forward pass) can reach another session.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -346,6 +347,33 @@ def predictions(model: state.SessionModel, episode: Episode) -> tuple[np.ndarray
         accuracy = float((probs.argmax(1) == episode.query_y).float().mean()) * 100
         return probs.detach().cpu().numpy(), accuracy
     return model.remember(("predictions", episode_key(episode)), compute)
+
+
+def model_for_episode(settings: state.Settings, dataset, dataset_id: str,
+                      episode: Episode) -> state.SessionModel:
+    """The session's model of ``settings.algorithm`` to adapt to an episode made outside
+    the sampler (drawn characters): for the episode's N when the session has a trained,
+    uploaded or shipped one; else one meta-trained for another N (the sidebar's, or the
+    shipped checkpoints' 5) if it can score ``episode.n_way`` classes (a metric learner's
+    weights do not depend on N; MAML's output layer does); else a fresh init."""
+    own = session_model(dataclasses.replace(settings, n_way=episode.n_way,
+                                            k_shot=episode.k_shot), dataset, dataset_id)
+    if own.source != "fresh":
+        return own
+    for n_way in dict.fromkeys((settings.n_way, state.DEFAULTS.n_way)):
+        if n_way == episode.n_way:
+            continue
+        other = session_model(dataclasses.replace(settings, n_way=n_way, k_shot=episode.k_shot),
+                              dataset, dataset_id)
+        if other.source == "fresh":
+            continue
+        try:
+            probs, _ = predictions(other, episode)
+        except (RuntimeError, ValueError, IndexError):  # a head of the wrong size
+            continue
+        if probs.shape == (len(episode.query_y), episode.n_way):
+            return other
+    return own
 
 
 def compare(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
