@@ -192,6 +192,30 @@ def test_compare_page(app):
     app.screenshot("compare")
 
 
+def test_you_against_the_model_then_compare_shows_you(app):
+    """A student answers one episode (5 queries, timed) and finds "You" in Compare."""
+    app.open("human?n_query=1")
+    assert not app.page.locator("[class*='st-key-human_answer_']").count(), "queries before Start"
+    app.act(app.key("human_start").locator("button").click, "starting the timer")
+    for j in range(5):  # answer every query "A": one of the five is right
+        choice = app.key(f"human_answer_0_{j}").get_by_text("A", exact=True)
+        app.act(choice.click, f"answering query {j + 1}")
+    app.act(app.key("human_submit").locator("button").click, "handing in")
+    result = t("human.result", lang="en", right=1, total=5, seconds="")
+    assert result.split(" in ")[0] in app.main_text(), app.main_text()[:800]
+    app.screenshot("human")
+
+    app.nav("compare")
+    episodes = app.key("compare_episodes").locator("input[type='range']")
+    app.act(lambda: (episodes.focus(), episodes.press("Home")), "fewest comparison episodes")
+    app.act(app.key("compare_run").locator("button").click, "running the comparison")
+    app.drawn("compare_bars")
+    you = t("compare.you", lang="en")
+    expect(app.key("compare_bars").get_by_text(you, exact=True)).to_have_count(1)
+    app.drawn("compare_paired")
+    app.screenshot("compare_with_you")
+
+
 PAGES = {"", "train", "adapt", "embedding", "compare", "human", "draw", "lessons", "theory"}  # the tests above and below
 
 

@@ -52,3 +52,24 @@ def test_unpaired_lengths_are_refused_with_both_counts():
         paired_difference([1, 0, 1], [1, 0])
     with pytest.raises(MetaRepError, match="at least one episode"):
         paired_difference([], [])
+
+
+def test_paired_figure_has_a_point_and_interval_per_pair_coloured_by_what_the_interval_says():
+    from app.figures import RIGHT_COLOR, WRONG_COLOR
+    from app.figures.paired import paired_difference_figure
+    rows = [{"learner": "maml", "reference": "protonet", **paired_difference(
+                [0.8, 0.7, 0.9, 0.8], [0.6, 0.5, 0.8, 0.6], scale=100.0)},
+            {"learner": "you", "reference": "protonet", **paired_difference([0.5], [0.6], scale=100.0)}]
+    fig = paired_difference_figure(rows, {"maml": "MAML", "protonet": "ProtoNet", "you": "You"},
+                                   title="t", x_title="points")
+    (points,) = fig.data
+    assert list(points.y) == ["MAML − ProtoNet", "You − ProtoNet"]
+    assert list(points.x) == pytest.approx([17.5, -10.0])
+    assert points.error_x.array[0] == pytest.approx(rows[0]["ci95"]) and points.error_x.array[1] == 0
+    # MAML better on every episode, interval clear of 0: green; one episode: grey (no interval)
+    assert list(points.marker.color) == [RIGHT_COLOR, "#888"]
+    assert "4 / 0 / 0" in points.hovertext[0]
+    assert fig.layout.xaxis.title.text == "points" and fig.layout.shapes[0].x0 == 0
+    # For an error (MSE), a positive difference is worse
+    mse = paired_difference_figure(rows[:1], {}, higher_is_better=False)
+    assert list(mse.data[0].marker.color) == [WRONG_COLOR]

@@ -12,6 +12,7 @@ from app.figures.compare import comparison_figure
 from app.figures.paired import paired_difference_figure
 from app.i18n import t
 from metarep_core.errors import MetaRepError
+from metarep_core.learners import get_learner_class
 
 
 def choices(ctx) -> tuple[list[str], int]:
@@ -56,6 +57,14 @@ def row_label(name: str) -> str:
     return t("compare.you") if name == services.YOU else services.algorithm_label(name)
 
 
+def short_label(name: str) -> str:
+    """The algorithm's title alone ("Prototypical Networks"), or "You": figure labels."""
+    if name == services.YOU:
+        return t("compare.you")
+    cls = get_learner_class(name)
+    return cls.title or cls.name
+
+
 def summary(results: dict, metric: str, n_episodes: int, chance) -> None:
     """The table and bar chart of each algorithm's mean and 95% interval."""
     rows = [{t("compare.col.algorithm"): row_label(n),
@@ -94,17 +103,17 @@ def paired(results: dict, regression: bool) -> list[dict]:
     unit = t("compare.paired_unit_mse") if regression else t("compare.paired_unit_points")
     st.dataframe([{t("compare.col.pair"): f"{row_label(r['learner'])} − {row_label(r['reference'])}",
                    t("compare.col.mean_diff", unit=unit): round(r["mean"], 3),
-                   t("compare.col.paired_ci"): (None if r["ci95"] != r["ci95"]
+                   t("compare.col.paired_ci"): ("—" if r["ci95"] != r["ci95"]
                                                 else f"[{r['low']:.2f}, {r['high']:.2f}]"),
                    t("compare.col.wtl"): f"{r['wins']} / {r['ties']} / {r['losses']}",
                    t("compare.col.episodes"): r["episodes"]} for r in rows],
                  hide_index=True, key="compare_paired_table")
-    names = {n: row_label(n) for n in results}
+    names = {n: short_label(n) for n in results}
     st.plotly_chart(paired_difference_figure(
-        rows, names, title=t("compare.paired_figure_title", reference=row_label(reference)),
-        x_title=t("compare.paired_axis", unit=unit),
-        how_to_read=t("compare.paired_how_mse" if regression else "compare.paired_how"),
-        record=t("compare.paired_record"), higher_is_better=not regression), key="compare_paired")
+        rows, names, title=t("compare.paired_figure_title", reference=names[reference]),
+        x_title=t("compare.paired_axis", unit=unit), record=t("compare.paired_record"),
+        higher_is_better=not regression), key="compare_paired")
+    st.caption(t("compare.paired_how_mse" if regression else "compare.paired_how"))
     return rows
 
 
