@@ -29,3 +29,15 @@ def test_a_students_first_training_starts_from_a_fresh_initialisation():
     # the session's model is the shipped checkpoint: training on from it shows flat curves
     assert EN["model.source.shipped"].split("(")[0] in texts(at)
     assert at.toggle(key="train_fresh").value is True
+
+
+def test_draw_page_controls_set_the_number_of_drawings_and_it_needs_images():
+    at = new_app()
+    goto(at, "draw")
+    assert problems(at) == [] and not at.error
+    assert EN["draw.missing"].format(n=10) in texts(at)  # 5 characters x (1 example + 1 query)
+    set_and_run(at, draw_n_way=3, draw_k_shot=2, draw_n_query=1)
+    assert EN["draw.missing"].format(n=9) in texts(at)
+    assert texts(at).count(EN["draw.example"].format(n=2)) == 3
+    set_and_run(at, dataset="sinusoid")
+    assert EN["draw.needs_images"] in texts(at) and problems(at) == []

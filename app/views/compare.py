@@ -101,7 +101,7 @@ def paired(results: dict, regression: bool) -> list[dict]:
     if not rows:
         return rows
     unit = t("compare.paired_unit_mse") if regression else t("compare.paired_unit_points")
-    st.dataframe([{t("compare.col.pair"): f"{row_label(r['learner'])} − {row_label(r['reference'])}",
+    st.dataframe([{t("compare.col.pair"): f"{short_label(r['learner'])} − {short_label(r['reference'])}",
                    t("compare.col.mean_diff", unit=unit): round(r["mean"], 3),
                    t("compare.col.paired_ci"): ("—" if r["ci95"] != r["ci95"]
                                                 else f"[{r['low']:.2f}, {r['high']:.2f}]"),
