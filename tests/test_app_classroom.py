@@ -20,6 +20,10 @@ def test_digits_test_split_adjusts_n_with_a_note_instead_of_an_error():
     # Another split with enough classes: the note goes, N stays what it became.
     set_and_run(at, split="all", lang="en")
     assert note not in texts(at) and at.session_state["n_way"] == 3
+    # Back on the test split, a student typing N = 7 gets 3 again, with the note.
+    set_and_run(at, split="test", n_way=7)
+    assert problems(at) == [] and not at.error and at.session_state["n_way"] == 3
+    assert EN["sidebar.n_way_adjusted"].format(asked=7, n=3, split=EN["split.test"]) in texts(at)
 
 
 def test_a_students_first_training_starts_from_a_fresh_initialisation():
