@@ -128,7 +128,14 @@ def test_an_empty_drawing_is_named():
         canvas_to_paper(np.zeros((4, 4, 2), np.uint8))
 
 
-@pytest.mark.parametrize("algorithm", ["protonet", "maml"])
+SHIPPED = sorted(p.name.split("_")[0] for p in CHECKPOINTS.glob("*_glyphs_5w1s.safetensors"))
+
+
+def test_every_family_has_a_shipped_checkpoint_to_adapt_with():
+    assert {"protonet", "maml"} <= set(SHIPPED) and len(SHIPPED) >= 12
+
+
+@pytest.mark.parametrize("algorithm", SHIPPED)
 def test_shipped_learners_adapt_to_a_drawn_episode(algorithm):
     from metarep_core.checkpoints import load_checkpoint
     learner, _ = load_checkpoint(str(CHECKPOINTS / f"{algorithm}_glyphs_5w1s.safetensors"))
