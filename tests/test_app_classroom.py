@@ -33,6 +33,15 @@ def test_a_students_first_training_starts_from_a_fresh_initialisation():
     # the session's model is the shipped checkpoint: training on from it shows flat curves
     assert EN["model.source.shipped"].split("(")[0] in texts(at)
     assert at.toggle(key="train_fresh").value is True
+    # a model the student made is continued by default (the toggle is made again when the
+    # Train page is opened again)
+    from app import state
+    key = ("protonet", "glyphs", 5, (1, 28, 28))
+    shipped = at.session_state["models"][key]
+    at.session_state["models"] = {key: state.SessionModel(shipped.learner, "trained", {"steps": 3}, 99)}
+    goto(at, "episodes")
+    goto(at, "train")
+    assert problems(at) == [] and at.toggle(key="train_fresh").value is False
 
 
 def test_draw_page_controls_set_the_number_of_drawings_and_it_needs_images():
