@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from app import exports, human, services, state
-from app_harness import goto, new_app, problems, set_and_run, texts
+from app.figures import WRONG_COLOR
+from app_harness import charts, goto, new_app, problems, set_and_run, texts
 from metarep_core.data import load_dataset
 from metarep_core.errors import MetaRepError
 from metarep_core.evaluation import episode_scores
@@ -141,6 +142,9 @@ def test_answering_the_queries_puts_you_in_compare_with_your_accuracy(glyphs):
     kept = at.session_state[human.STATE_KEY]
     assert list(kept.scores()) == [pytest.approx(0.7)] and kept.setting() == SETTING
     assert "7 of 10 right" in texts(at)
+    shown = json.loads(charts(at)["human_last"])  # the answers, captioned right/wrong
+    captions = next(d for d in shown["data"] if d.get("name") == "captions")
+    assert [c == WRONG_COLOR for c in captions["textfont"]["color"]].count(True) == len(wrong)
 
     goto(at, "compare")
     set_and_run(at, compare_algorithms=["protonet", "maml"], compare_episodes=10)

@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import human, ui
+from app.figures.adaptation import query_predictions
 from app.i18n import t
 from metarep_core.errors import MetaRepError
 
@@ -49,6 +50,16 @@ def scoreboard(record: human.HumanRecord) -> None:
                  accuracy=f"{100 * record.scores().mean():.0f}",
                  seconds=f"{record.seconds_per_query:.1f}"))
     st.page_link("views/compare.py", label=t("human.to_compare"), icon=":material/compare_arrows:")
+
+
+def last_answers(dataset, record: human.HumanRecord) -> None:
+    """The last episode's queries, each framed green or red by the student's answer."""
+    last = record.episodes[-1]
+    episode = human.comparison_episode(dataset, record, last.index)
+    with st.expander(t("human.last_answers", n=last.index + 1)):
+        st.plotly_chart(query_predictions(ui.image_array(episode.query_x), episode.query_y.numpy(),
+                                          np.eye(episode.n_way)[list(last.answers)],
+                                          episode.class_names), key="human_last")
 
 
 def support_set(episode) -> None:
@@ -97,6 +108,8 @@ record = current_record(ctx)
 if st.session_state.get("human_feedback"):
     st.success(st.session_state.pop("human_feedback"))
 scoreboard(record)
+if record.episodes:
+    last_answers(ctx.dataset, record)
 if record.episodes and st.button(t("human.reset"), key="human_reset"):
     st.session_state.pop(human.STATE_KEY, None)
     st.session_state.pop(STARTED, None)
