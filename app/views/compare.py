@@ -112,7 +112,9 @@ def paired(results: dict, regression: bool) -> list[dict]:
     st.plotly_chart(paired_difference_figure(
         rows, names, title=t("compare.paired_figure_title", reference=names[reference]),
         x_title=t("compare.paired_axis", unit=unit), record=t("compare.paired_record"),
-        higher_is_better=not regression), key="compare_paired")
+        higher_is_better=not regression,
+        legend={k: t("compare.paired_legend." + k) for k in ("better", "worse", "unclear")}
+        | {"pair": t("compare.col.pair")}), key="compare_paired")
     st.caption(t("compare.paired_how_mse" if regression else "compare.paired_how"))
     return rows
 
