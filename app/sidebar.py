@@ -34,10 +34,17 @@ def _upload_box() -> None:
                             help=t("upload.help"))
     if file is None:
         return
-    data = file.getvalue()
-    if st.session_state.get("_upload_seen") == (file.name, len(data)):
+    # A new upload (even a corrected file with the same name and size) is read again;
+    # a rerun with the same upload, or the same bytes sent twice, is not. The file id
+    # spares hashing the bytes on every rerun.
+    seen = st.session_state.get("_upload_seen") or (None, None)
+    if file.file_id == seen[0]:
         return
-    st.session_state["_upload_seen"] = (file.name, len(data))
+    data = file.getvalue()
+    digest = uploads.content_id(data)
+    st.session_state["_upload_seen"] = (file.file_id, digest)
+    if digest == seen[1]:
+        return
     try:
         with st.spinner(t("upload.reading")):
             uploads.accept_dataset_upload(file.name, data)

@@ -28,29 +28,46 @@ def dataset_from_zip(name: str, data: bytes, image_size: int = IMAGE_SIZE):
     return load_image_archive(data, name=name, image_size=image_size, seed=0)
 
 
+def content_id(data: bytes) -> str:
+    """The identity of an upload: a hash of its bytes (a corrected file with the same
+    name and size is a different upload)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def accept_dataset_upload(name: str, data: bytes) -> dict:
-    """Validate an uploaded zip and make it this session's "upload" dataset."""
+    """Validate an uploaded zip and make it this session's "upload" dataset.
+
+    A session holds one uploaded dataset: the previous one is dropped before the new
+    one is decoded, so a re-upload never holds two at once (the core bounds each:
+    images, pixels, bytes; see the README's Limits)."""
+    st.session_state.pop("upload", None)
     dataset = dataset_from_zip(name, data)
-    entry = {"dataset": dataset, "name": name,
-             "id": "upload:" + hashlib.sha1(data).hexdigest()[:12]}
+    entry = {"dataset": dataset, "name": name, "id": "upload:" + content_id(data)[:12]}
     st.session_state["upload"] = entry
     return entry
 
 
 def learner_from_checkpoint(data: bytes, *, algorithm: str, n_way: int, input_shape, task: str):
     """(learner, metadata) from uploaded checkpoint bytes, refused unless it is a
-    safetensors checkpoint of ``algorithm`` for ``n_way`` classes of ``input_shape``."""
-    from metarep_core.checkpoints import load_checkpoint
+    safetensors checkpoint of ``algorithm`` for ``n_way`` classes of ``input_shape``.
+
+    The header alone is checked first (the core's fixed bounds, then what this page
+    expects), so a file whose config describes another or an oversized model is
+    refused before any learner is built from it."""
+    from metarep_core.checkpoints import load_checkpoint, read_config
+    want = (int(n_way), tuple(int(s) for s in input_shape), task)
     try:
-        learner, meta = load_checkpoint(data, expected_algorithm=algorithm)
+        config, _ = read_config(data, algorithm=algorithm)
+        got = (config["n_way"], config["input_shape"], config["task"])
+        if got != want:
+            raise MetaRepError(t("checkpoint.shape_mismatch", got=_describe(*got),
+                                 want=_describe(*want)))
+        learner, meta = load_checkpoint(data, expected_algorithm=algorithm, expected_n_way=want[0],
+                                        expected_input_shape=want[1], expected_task=task)
     except MetaRepError:
         raise
     except Exception as exc:  # a file the safetensors reader cannot even parse
         raise MetaRepError(t("checkpoint.unreadable", error=type(exc).__name__)) from None
-    got = (int(learner.n_way), tuple(learner.input_shape), learner.task)
-    want = (int(n_way), tuple(int(s) for s in input_shape), task)
-    if got != want:
-        raise MetaRepError(t("checkpoint.shape_mismatch", got=_describe(*got), want=_describe(*want)))
     return learner.eval(), dict(meta or {})
 
 

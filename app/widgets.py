@@ -3,6 +3,11 @@
 No algorithm is named here: an int becomes a number input, a float a slider
 (log-spaced values when ``log``), a bool a toggle, a choice a select box. Keys
 are ``hp_<algorithm>_<name>`` so two algorithms' ``meta_lr`` don't share state.
+
+Words: each control is labelled ``hp.<name>.label`` and helped by
+``hp.<algorithm>.<name>.help`` (where a learner gives the name its own meaning) or
+``hp.<name>.help``, in the session's language (see :func:`hyperparam_text`); the raw
+name is shown only as the last resort, and a test fails while one is missing.
 """
 from __future__ import annotations
 
@@ -22,13 +27,29 @@ def _log_options(low: float, high: float, value: float) -> list[float]:
     return sorted(grid)
 
 
-def hyperparam_control(hp, value, key: str, lang: str | None = None):
+def hyperparam_text(hp, algorithm: str | None = None, lang: str | None = None) -> tuple[str, str]:
+    """(label, help) of a declared hyper-parameter in ``lang``: the i18n texts (see
+    the module docstring), English where ``lang`` lacks one, and the learner's own
+    name and help only when neither language has it. The help ends with the name
+    used in checkpoints and on the command line."""
+    tables = (strings(lang or DEFAULT_LANG), strings(DEFAULT_LANG))
+
+    def lookup(*keys):
+        return next((tb[k] for tb in tables for k in keys if tb.get(k)), None)
+
+    label = lookup(f"hp.{hp.name}.label") or hp.name
+    help_text = (lookup(*([f"hp.{algorithm}.{hp.name}.help"] if algorithm else []), f"hp.{hp.name}.help")
+                 or hp.help or "")
+    setting = lookup("hp.setting_name")
+    if setting:
+        help_text = (help_text + " " + setting.format(name=hp.name)).strip()
+    return label, help_text
+
+
+def hyperparam_control(hp, value, key: str, lang: str | None = None, algorithm: str | None = None):
     """One widget for one declared hyper-parameter; returns the chosen value."""
-    # The learner's own help text is English; a translation, where the language has
-    # one for this name ("hp.<name>"), replaces it. The label stays the parameter's name.
-    label, help_text = hp.name, hp.help or None
-    if lang and lang != DEFAULT_LANG and f"hp.{hp.name}" in strings(lang):
-        help_text = strings(lang)[f"hp.{hp.name}"]
+    label, help_text = hyperparam_text(hp, algorithm, lang)
+    help_text = help_text or None
     if hp.kind == "bool":
         return st.toggle(label, value=bool(value), key=key, help=help_text)
     if hp.kind == "choice":
@@ -56,5 +77,5 @@ def hyperparam_controls(learner_cls, values: dict) -> dict:
     for hp in learner_cls.all_hyperparams():
         value = values.get(hp.name, hp.default)
         chosen[hp.name] = hyperparam_control(hp, value, key=f"hp_{learner_cls.name}_{hp.name}",
-                                             lang=current_lang())
+                                             lang=current_lang(), algorithm=learner_cls.name)
     return chosen

@@ -1,167 +1,19 @@
 """``python -m metarep_core``: datasets, algorithms, train, evaluate, bench.
 
 Every user mistake ends the same way: ONE line on stderr that names the value and
-what is allowed, exit status 2, no traceback (argparse's own errors included).
-Each learner's declared hyper-parameters become ``train`` flags generically
-(``--inner-lr 0.4``, ``--first-order``), found after ``--algorithm`` is known; the
-same can be given as ``--hp inner_lr=0.4``.
+what is allowed, exit status 2, no traceback (argparse's own errors included). The
+arguments are parsed and checked in :mod:`.cli_args`; this module runs the commands.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import signal
 import sys
 import threading
-from pathlib import Path
 
+from .cli_args import PROG, check_evaluate_args, check_seed, check_train_args, parse_args
 from .errors import MetaRepError, check_positive_int
-
-PROG = "python -m metarep_core"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (argparse prints the usage block first)."""
-
-    def error(self, message):
-        raise MetaRepError(f"{message} (see {self.prog} --help)")
-
-
-# ----------------------------------------------------------------------------- parsers
-def _add_common(p):
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's own choice)")
-
-
-def build_parser() -> _Parser:
-    parser = _Parser(prog=PROG, description="MetaRep Explorer: meta-learning from the command line.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    p = sub.add_parser("datasets", help="list the datasets")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-    p = sub.add_parser("algorithms", help="list the meta-learners and their hyper-parameters")
-    p.add_argument("--json", action="store_true", help="print a JSON list of learner metadata")
-
-    p = sub.add_parser("train", help="meta-train a learner and save its best checkpoint",
-                       epilog="Each algorithm's hyper-parameters are flags too (see "
-                              f"`{PROG} algorithms`), e.g. --inner-lr 0.4 --first-order; "
-                              "or --hp name=value.")
-    p.add_argument("--algorithm", required=True, help="a learner name (see `algorithms`)")
-    p.add_argument("--dataset", required=True, help="glyphs, digits, sinusoid or folder:PATH")
-    p.add_argument("--n-way", type=int, default=None, help="classes per episode (default 5; 1 for regression)")
-    p.add_argument("--k-shot", type=int, default=1, help="support examples per class (default 1)")
-    p.add_argument("--n-query", type=int, default=15, help="query examples per class (default 15)")
-    p.add_argument("--steps", type=int, default=1000, help="meta-steps (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation and episode seed (default 0)")
-    p.add_argument("--data-seed", type=int, default=0,
-                   help="dataset generation and class-split seed (default 0)")
-    p.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
-    p.add_argument("--val-every", type=int, default=100, help="validate every N steps (0: never)")
-    p.add_argument("--val-episodes", type=int, default=100, help="validation episodes (default 100)")
-    p.add_argument("--eval-episodes", type=int, default=0,
-                   help="after training, evaluate the best weights on this many test episodes")
-    p.add_argument("--eval-n-query", type=int, default=15,
-                   help="query examples per class in that test evaluation (default 15)")
-    p.add_argument("--image-size", type=int, default=None, help="resize images to this side")
-    p.add_argument("--channels", type=int, default=1, help="1 (grayscale) or 3 (RGB)")
-    p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
-                   help="a hyper-parameter of the algorithm (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_common(p)
-
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint on test episodes (mean, 95%% CI)")
-    p.add_argument("checkpoint", help="a .safetensors checkpoint")
-    p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
-    p.add_argument("--split", default="test", help="test (default), val, train or all")
-    p.add_argument("--episodes", type=int, default=600, help="episodes (default 600)")
-    p.add_argument("--n-way", type=int, default=None, help="default: the checkpoint's")
-    p.add_argument("--k-shot", type=int, default=None, help="default: the checkpoint's")
-    p.add_argument("--n-query", type=int, default=15, help="query examples per class (default 15)")
-    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
-    p.add_argument("--data-seed", type=int, default=None, help="default: the checkpoint's")
-    p.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's input size")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_common(p)
-
-    p = sub.add_parser("bench", help="run the benchmarks (JSON lines with --json)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("names", nargs="*", help="workloads to run (default: all)")
-    return parser
-
-
-def _hp_flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _add_hyperparam_flags(p: argparse.ArgumentParser, cls) -> list[str]:
-    """One flag per declared hyper-parameter (values stay strings: HyperParam.validate
-    converts and range-checks them, with its own message)."""
-    taken = set(p._option_string_actions)
-    names = []
-    for h in cls.all_hyperparams():
-        flag = _hp_flag(h.name)
-        if flag in taken:
-            continue  # clashes with a CLI flag; still reachable as --hp name=value
-        if h.kind == "bool":
-            p.add_argument(flag, dest=f"hp__{h.name}", nargs="?", const="true", default=None,
-                           metavar="true|false", help=h.help.replace("%", "%%"))
-        else:
-            allowed = (f"one of {', '.join(map(str, h.choices))}" if h.kind == "choice"
-                       else f"{h.kind} in [{h.low}, {h.high}]")
-            p.add_argument(flag, dest=f"hp__{h.name}", default=None, metavar="VALUE",
-                           help=f"{h.help.replace('%', '%%')} ({allowed}; default {h.default})")
-        names.append(h.name)
-    return names
-
-
-def _algorithm_in(argv: list[str]) -> str | None:
-    """The value of ``--algorithm`` in a ``train`` command line, if any."""
-    for i, tok in enumerate(argv):
-        if tok == "--algorithm" and i + 1 < len(argv):
-            return argv[i + 1]
-        if tok.startswith("--algorithm="):
-            return tok.split("=", 1)[1]
-    return None
-
-
-def parse_args(argv: list[str]):
-    """Two-stage parse: the train sub-command learns its hyper-parameter flags from
-    ``--algorithm`` first (so ``train --algorithm maml --help`` lists them too)."""
-    parser = build_parser()
-    algorithm = _algorithm_in(argv)
-    if not argv or argv[0] != "train" or algorithm is None:
-        return parser.parse_args(argv)
-    from .learners import get_learner_class
-    cls = get_learner_class(algorithm)
-    train_parser = parser._subparsers._group_actions[0].choices["train"]
-    _add_hyperparam_flags(train_parser, cls)
-    try:
-        return parser.parse_args(argv)
-    except MetaRepError as err:
-        if "unrecognized arguments" in str(err):
-            allowed = ", ".join(_hp_flag(h.name) for h in cls.all_hyperparams())
-            raise MetaRepError(f"{str(err).split(' (see ')[0]}; {cls.name}'s hyper-parameter "
-                               f"flags are: {allowed}") from None
-        raise
-
-
-def _hyperparams(args, cls) -> dict:
-    hp = {}
-    for item in args.hp:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise MetaRepError(f"--hp takes NAME=VALUE, got {item!r}")
-        hp[name.strip().replace("-", "_")] = value.strip()
-    for key, value in vars(args).items():
-        if key.startswith("hp__") and value is not None:
-            hp[key[4:]] = value
-    cls.validate_hyperparams(hp)  # fail before loading data
-    return hp
 
 
 # ----------------------------------------------------------------------------- commands
@@ -206,125 +58,152 @@ def _is_regression(dataset) -> bool:
     return getattr(dataset, "task", "classification") == "regression"
 
 
-def cmd_train(args, out) -> None:
-    import torch
-    from .checkpoints import save_checkpoint
-    from .evaluation import evaluate
-    from .learners import get_learner_class
-    from .training import Trainer
-
-    cls = get_learner_class(args.algorithm)
-    hp = _hyperparams(args, cls)
-    for name in ("k_shot", "n_query", "steps"):
-        check_positive_int(name, getattr(args, name))
-    check_positive_int("val_every", args.val_every, low=0)
-    check_positive_int("val_episodes", args.val_episodes)
-    check_positive_int("eval_episodes", args.eval_episodes, low=0)
-    check_positive_int("eval_n_query", args.eval_n_query)
-    out_path = Path(args.out)
-    if not out_path.parent.is_dir():
-        raise MetaRepError(f"--out {args.out!r}: folder {str(out_path.parent)!r} does not exist")
-    device = _setup_torch(args)
-    dataset = _load_data(args.dataset, seed=args.data_seed, image_size=args.image_size,
-                         channels=args.channels)
-    n_way = args.n_way if args.n_way is not None else (1 if _is_regression(dataset) else 5)
-    check_positive_int("n_way", n_way)
-    torch.manual_seed(args.seed)
-    learner = cls(dataset.input_shape, n_way, task=getattr(dataset, "task", "classification"), **hp)
-    meta = {"dataset": args.dataset, "dataset_params": dict(getattr(dataset, "params", {}) or {}),
-            "data_seed": args.data_seed, "image_size": args.image_size, "channels": args.channels,
-            "command": " ".join([PROG] + [shlex.quote(a) for a in args.argv])}
-
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-        bar = tqdm(total=args.steps, desc=f"{cls.name} on {args.dataset}", unit="step",
-                   file=args.err, mininterval=0.5, dynamic_ncols=True)
+def _progress(args, cls):
+    """(tqdm bar or None, Trainer callback that advances it)."""
+    if args.quiet:
+        return None, None
+    from tqdm import tqdm
+    bar = tqdm(total=args.steps, desc=f"{cls.name} on {args.dataset}", unit="step",
+               file=args.err, mininterval=0.5, dynamic_ncols=True)
 
     def progress(info):
-        if bar is not None:
-            post = {"loss": f"{info['loss']:.3f}"}
-            if "accuracy" in info:
-                post["acc"] = f"{info['accuracy']:.1f}%"
-            for key, label in (("val_accuracy", "val"), ("val_mse", "val_mse")):
-                if key in info:
-                    post[label] = f"{info[key]:.4g}"
-            bar.set_postfix(post, refresh=False)
-            bar.update(1)
+        post = {"loss": f"{info['loss']:.3f}"}
+        if "accuracy" in info:
+            post["acc"] = f"{info['accuracy']:.1f}%"
+        for key, label in (("val_accuracy", "val"), ("val_mse", "val_mse")):
+            if key in info:
+                post[label] = f"{info[key]:.4g}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
 
-    trainer = Trainer(learner, dataset, n_way=n_way, k_shot=args.k_shot, n_query=args.n_query,
-                      steps=args.steps, seed=args.seed, val_every=args.val_every,
-                      val_episodes=args.val_episodes, device=device, callback=progress,
-                      checkpoint_path=out_path, checkpoint_meta=meta)
+    return bar, progress
+
+
+def _run_until_interrupted(trainer, bar):
+    """``trainer.run()``; Ctrl-C stops it between steps (the best weights still count)."""
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
-        # Ctrl-C stops between steps; the best weights so far are still saved.
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        result = trainer.run(stop)
+        return trainer.run(stop)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
-    report = {"checkpoint": str(out_path), "algorithm": cls.name, "dataset": args.dataset,
+
+
+def _test_metrics(learner, dataset, args, n_way) -> dict:
+    """The best weights on ``--eval-episodes`` test episodes: test_accuracy (or
+    test_mse), test_ci95, test_episodes, test_n_query."""
+    from .evaluation import evaluate
+    test = evaluate(learner, dataset, "test", n_way=n_way, k_shot=args.k_shot,
+                    n_query=args.eval_n_query, episodes=args.eval_episodes, seed=0)
+    key = "mse" if _is_regression(dataset) else "accuracy"
+    return {f"test_{key}": test[key], "test_ci95": test["ci95"], "test_episodes": test["episodes"],
+            "test_n_query": test["n_query"]}
+
+
+def _print_train_report(report: dict, result, args, out) -> None:
+    if args.json:
+        print(json.dumps(report), file=out)
+        return
+    best = (f"best {result.best_metric} {result.best_value:.4g} at step {result.best_step}"
+            if result.best_value is not None else f"{result.steps_done} steps, no validation")
+    test = (f", test {report.get('test_accuracy', report.get('test_mse')):.4g} "
+            f"± {report['test_ci95']:.2g}" if "test_ci95" in report else "")
+    print(f"saved {args.out_path}: {best}{test}", file=out)
+    if result.message:
+        print(result.message, file=out)
+
+
+def cmd_train(args, out) -> None:
+    import torch
+    from .checkpoints import save_checkpoint
+    from .learners import get_learner_class
+    from .training import Trainer
+
+    cls = get_learner_class(args.algorithm)
+    hp = check_train_args(args, cls)
+    device = _setup_torch(args)
+    dataset = _load_data(args.dataset, seed=args.data_seed, image_size=args.image_size,
+                         channels=args.channels)
+    n_way = args.n_way if args.n_way is not None else (1 if _is_regression(dataset) else 5)
+    torch.manual_seed(args.seed)
+    learner = cls(dataset.input_shape, n_way, task=getattr(dataset, "task", "classification"), **hp)
+    meta = {"dataset": args.dataset, "dataset_params": dict(getattr(dataset, "params", {}) or {}),
+            "data_seed": args.data_seed, "image_size": args.image_size, "channels": args.channels,
+            "command": " ".join([PROG] + [shlex.quote(a) for a in args.argv])}
+    # The Trainer writes the best weights as they improve; when a test evaluation follows,
+    # the checkpoint is written once, after it, with the test figures (not twice).
+    evaluate_after = bool(args.eval_episodes)
+    bar, progress = _progress(args, cls)
+    trainer = Trainer(learner, dataset, n_way=n_way, k_shot=args.k_shot, n_query=args.n_query,
+                      steps=args.steps, seed=args.seed, val_every=args.val_every,
+                      val_episodes=args.val_episodes, device=device, callback=progress,
+                      checkpoint_path=None if evaluate_after else args.out_path,
+                      checkpoint_meta=meta)
+    result = _run_until_interrupted(trainer, bar)
+    report = {"checkpoint": str(args.out_path), "algorithm": cls.name, "dataset": args.dataset,
               "n_way": n_way, "k_shot": args.k_shot, **result.metrics(),
               "stopped_early": result.stopped_early, "nan_detected": result.nan_detected}
     if result.message:
         report["message"] = result.message
-    if args.eval_episodes and result.steps_done:
-        test = evaluate(learner, dataset, "test", n_way=n_way, k_shot=args.k_shot,
-                        n_query=args.eval_n_query, episodes=args.eval_episodes, seed=0)
-        key = "mse" if _is_regression(dataset) else "accuracy"
-        extra = {f"test_{key}": test[key], "test_ci95": test["ci95"], "test_episodes": test["episodes"],
-                 "test_n_query": test["n_query"]}
-        report.update(extra)
-        meta["metrics"] = {**result.metrics(), **extra}
-        meta.update(n_way=n_way, k_shot=args.k_shot, n_query=args.n_query, seed=args.seed,
-                    steps=result.best_step if result.best_step is not None else result.steps_done)
-        save_checkpoint(learner, out_path, **meta)  # the learner holds the best weights
-    if args.json:
-        print(json.dumps(report), file=out)
-    else:
-        best = (f"best {result.best_metric} {result.best_value:.4g} at step {result.best_step}"
-                if result.best_value is not None else f"{result.steps_done} steps, no validation")
-        test = (f", test {report.get('test_accuracy', report.get('test_mse')):.4g} "
-                f"± {report['test_ci95']:.2g}" if "test_ci95" in report else "")
-        print(f"saved {out_path}: {best}{test}", file=out)
-        if result.message:
-            print(result.message, file=out)
+    if evaluate_after and result.best_state is not None:
+        learner.load_state_dict(result.best_state)  # after a NaN the Trainer keeps the last good
+        test = _test_metrics(learner, dataset, args, n_way)
+        report.update(test)
+        save_checkpoint(learner, args.out_path, **meta, metrics={**result.metrics(), **test},
+                        n_way=n_way, k_shot=args.k_shot, n_query=args.n_query, seed=args.seed,
+                        steps=result.best_step if result.best_step is not None else result.steps_done)
+    _print_train_report(report, result, args, out)
     if result.nan_detected:
-        raise MetaRepError(result.message + f" (checkpoint with the best weights: {out_path})")
+        raise MetaRepError(result.message + f" (checkpoint with the best weights: {args.out_path})")
+
+
+def _dataset_of(meta: dict, checkpoint: str) -> str:
+    """The dataset named in a checkpoint's metadata, if it is a built-in one: a
+    checkpoint never chooses a path to read from disk (``folder:/dev/zero``)."""
+    from .data import DATASETS
+    BUILTIN_DATASETS = tuple(name for name in DATASETS if ":" not in name)  # not folder:PATH
+    spec = meta.get("dataset")
+    if not spec or not isinstance(spec, str):
+        raise MetaRepError(f"checkpoint {checkpoint!r} does not name its dataset; pass --dataset")
+    if spec not in BUILTIN_DATASETS:
+        shown = spec if len(spec) <= 120 else spec[:120] + "..."
+        raise MetaRepError(f"checkpoint {checkpoint!r} was made on dataset {shown!r}; a checkpoint's "
+                           "metadata never chooses a path to read, so pass --dataset (one of "
+                           f"{', '.join(BUILTIN_DATASETS)} or folder:PATH)")
+    return spec
 
 
 def cmd_evaluate(args, out) -> None:
     from .checkpoints import load_checkpoint
     from .evaluation import evaluate
 
-    check_positive_int("episodes", args.episodes)
-    check_positive_int("n_query", args.n_query)
+    check_evaluate_args(args)
     device = _setup_torch(args)
     learner, meta = load_checkpoint(args.checkpoint, map_location=device)
-    spec = args.dataset or meta.get("dataset")
-    if not spec:
-        raise MetaRepError(f"checkpoint {args.checkpoint!r} does not name its dataset; pass --dataset")
+    spec = args.dataset or _dataset_of(meta, args.checkpoint)
+    # The input shape is within the checkpoint bounds (load_checkpoint checked it).
     shape = tuple(learner.input_shape)
     image_size = args.image_size
     if image_size is None and len(shape) == 3:
         image_size = shape[-1]
     channels = shape[0] if len(shape) == 3 else 1
     data_seed = args.data_seed if args.data_seed is not None else (
-        meta.get("data_seed", 0) if spec == meta.get("dataset") else 0)
+        check_seed("the checkpoint's data_seed", meta.get("data_seed", 0))
+        if spec == meta.get("dataset") else 0)
     dataset = _load_data(spec, seed=data_seed, image_size=image_size, channels=channels)
     if tuple(dataset.input_shape) != shape:
         raise MetaRepError(f"dataset {spec!r} gives inputs of shape {tuple(dataset.input_shape)} but "
                            f"the checkpoint's {meta['algorithm']} expects {shape}"
                            + (f"; pass --image-size {shape[-1]}" if len(shape) == 3 else ""))
-    n_way = args.n_way if args.n_way is not None else int(meta.get("n_way", learner.n_way))
-    k_shot = args.k_shot if args.k_shot is not None else int(meta.get("k_shot", 1))
-    check_positive_int("n_way", n_way)
-    check_positive_int("k_shot", k_shot)
+    n_way = check_positive_int("n_way", args.n_way if args.n_way is not None
+                               else meta.get("n_way", learner.n_way))
+    k_shot = check_positive_int("k_shot", args.k_shot if args.k_shot is not None
+                                else meta.get("k_shot", 1))
     from tqdm import tqdm
     bar = tqdm(total=args.episodes, desc="evaluate", unit="episode", file=args.err,
                disable=None, mininterval=0.5)

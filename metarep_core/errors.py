@@ -15,7 +15,7 @@ def check_positive_int(name: str, value, *, low: int = 1, high: int | None = Non
     """Validate an integer parameter at the boundary and return it as ``int``."""
     try:
         as_int = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise MetaRepError(f"{name} must be an integer, got {value!r}") from None
     if as_int != value and not (isinstance(value, str) and str(as_int) == value.strip()):
         raise MetaRepError(f"{name} must be an integer, got {value!r}")

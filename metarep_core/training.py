@@ -208,7 +208,7 @@ class Trainer:
                 # The update that made things blow up has been applied: go back to the
                 # weights before it and drop the optimizer's (now poisoned) moments.
                 learner.load_state_dict(last_good)
-                learner._optimizer = None
+                learner.reset_optimizer()
                 result.nan_detected, result.nan_step = True, step
                 result.message = (f"training stopped at step {step}: the loss became {loss} "
                                   f"(or the weights non-finite); the last good weights (before step "

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -111,12 +112,12 @@ def test_hyperparameter_flags_are_generic(tmp_path):
     path = tmp_path / "maml.safetensors"
     rc, out, err = run_main("train", "--algorithm", "maml", "--dataset", "digits", "--n-way", 3,
                             "--n-query", 2, "--steps", 1, "--val-every", 0, "--out", path, "--quiet",
-                            "--first-order", "--inner-steps", 1, "--hp", "test_inner_steps=1",
+                            "--first-order", "--inner-steps", 1, "--hp", "eval_steps=1",
                             "--hp", "meta_batch=1")
     assert rc == 0, err
     hp = read_metadata(path)["config"]["hyperparams"]
     assert hp["first_order"] is True and hp["inner_steps"] == 1
-    assert hp["test_inner_steps"] == 1 and hp["meta_batch"] == 1
+    assert hp["eval_steps"] == 1 and hp["meta_batch"] == 1
     assert "saved" in out
     # MAML's output head is 3-way: a 2-way evaluation is refused, not silently mis-scored.
     rc, out, err = run_main("evaluate", path, "--n-way", 2, "--episodes", 2, "--n-query", 2)
@@ -135,7 +136,45 @@ def bad_inputs(tmp_path_factory, trained_digits):
     (root / "broken.zip").write_bytes(b"PK\x03\x04 this zip is cut short")
     torch.save({"w": torch.zeros(2)}, root / "torch.safetensors")
     (root / "pickle.safetensors").write_bytes(pickle.dumps({"w": 1}, protocol=4))
+    _crafted_checkpoints(root, trained_digits[0])
+    for c in ("a", "b"):  # a class folder holding a FIFO named like an image
+        (root / "fifo_set" / c).mkdir(parents=True)
+        for i in range(3):
+            (root / "fifo_set" / c / f"{i}.png").write_bytes(_png())
+    os.mkfifo(root / "fifo_set" / "b" / "x.png")
     return root, trained_digits[0]
+
+
+def _png() -> bytes:
+    from PIL import Image
+    out = io.BytesIO()
+    Image.new("L", (8, 8), 255).save(out, "PNG")
+    return out.getvalue()
+
+
+def _framed(header: str, body: bytes = b"") -> bytes:
+    raw = header.encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def _crafted_checkpoints(root: Path, real: Path) -> None:
+    """Checkpoints whose header a user edited: nesting, a list for __metadata__,
+    Infinity in the metadata, a metadata dataset naming a device."""
+    data = real.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header, body = json.loads(data[8:8 + n]), data[8 + n:]
+    meta = json.loads(header["__metadata__"]["metarep"])
+
+    def with_meta(text: str) -> bytes:
+        return _framed(json.dumps({**header, "__metadata__": {"metarep": text}}), body)
+
+    (root / "nested.safetensors").write_bytes(_framed('{"a": ' + "[" * 50_000 + "]" * 50_000 + "}"))
+    (root / "metalist.safetensors").write_bytes(_framed(json.dumps({**header, "__metadata__": [1]}), body))
+    (root / "inf.safetensors").write_bytes(
+        with_meta(json.dumps(meta).replace('"n_way": 3', '"n_way": Infinity', 1)))
+    (root / "device.safetensors").write_bytes(with_meta(json.dumps({**meta, "dataset": "folder:/dev/zero"})))
+    (root / "folder_meta.safetensors").write_bytes(
+        with_meta(json.dumps({**meta, "dataset": f"folder:{root / 'notes'}"})))
 
 
 TRAIN = ["train", "--algorithm", "protonet", "--dataset", "digits", "--n-way", 3, "--steps", 1,
@@ -177,6 +216,23 @@ CASES = {
     "bad split": (["evaluate", "{ckpt}", "--split", "holdout"], ["'holdout'", "test"]),
     "zero episodes": (["evaluate", "{ckpt}", "--episodes", 0], ["episodes", "0"]),
     "unknown benchmark": (["bench", "--json", "warp-speed"], ["'warp-speed'", "available"]),
+    # issue 12: the inputs that broke the one-line contract
+    "nested JSON header": (["evaluate", "{root}/nested.safetensors"], ["nested too deeply"]),
+    "non-dict __metadata__": (["evaluate", "{root}/metalist.safetensors"], ["'__metadata__'", "list"]),
+    "Infinity in metadata": (["evaluate", "{root}/inf.safetensors"], ["Infinity"]),
+    "negative seed": (TRAIN + ["--seed", -1, "--out", "{out}"], ["seed", "-1", "4294967295"]),
+    "seed 2**70": (TRAIN + ["--seed", 2**70, "--out", "{out}"], ["seed", "1180591620717411303424"]),
+    "negative data seed": (TRAIN + ["--data-seed", -1, "--out", "{out}"], ["data_seed", "-1"]),
+    "negative evaluate seed": (["evaluate", "{ckpt}", "--seed", -1], ["seed", "-1"]),
+    "--out is a directory": (TRAIN + ["--out", "{root}"], ["--out", "is a directory"]),
+    "FIFO x.png in a folder": (["train", "--algorithm", "protonet", "--dataset", "folder:{root}/fifo_set",
+                                "--out", "{out}"], ["'b/x.png'", "not a regular file"]),
+    "folder:/dev/zero": (TRAIN[:4] + ["folder:/dev/zero", "--out", "{out}"],
+                         ["/dev/zero", "not a regular file or a directory"]),
+    "checkpoint names a device": (["evaluate", "{root}/device.safetensors"],
+                                  ["folder:/dev/zero", "never chooses a path", "--dataset"]),
+    "checkpoint names a folder": (["evaluate", "{root}/folder_meta.safetensors"],
+                                  ["notes", "never chooses a path", "--dataset"]),
 }
 
 

@@ -15,6 +15,7 @@ from metarep_core.episodes import Episode
 from metarep_core.learners.base import TraceStep
 
 N_WAY, N_QUERY = 5, 3
+EN = merge_labels(None, "en")   # the figures' English words (app/i18n/en.json)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_training_curves_handle_no_history_and_regression():
     assert isinstance(training_curves([], None), go.Figure)
     fig = training_curves([{"step": 1, "loss": 0.5, "mse": 0.5}], [{"step": 1, "val_mse": 0.7, "val_loss": 0.7}],
                           regression=True)
-    assert fig.layout.yaxis2.title.text == "MSE"
+    assert fig.layout.yaxis2.title.text == EN["axis.mse"]
 
 
 def test_smooth_is_the_bias_corrected_moving_average():
@@ -148,7 +149,7 @@ def test_trace_curves_draw_up_to_the_step_with_fixed_axes():
 def test_trace_curves_of_a_regression_trace_have_only_the_loss_panel():
     trace = [TraceStep(step=s, label="", support_loss=1.0 / (s + 1), query_loss=1.2 / (s + 1)) for s in range(3)]
     fig = trace_curves(trace, 2)
-    assert fig.layout.yaxis.title.text == "loss" and "yaxis2" not in fig.layout.to_plotly_json()
+    assert fig.layout.yaxis.title.text == EN["axis.loss_mse"] and "yaxis2" not in fig.layout.to_plotly_json()
 
 
 # ------------------------------------------------------------------ extras
@@ -164,7 +165,7 @@ def test_trace_extras_are_drawn_by_shape():
     assert keys == ["attention", "uncertainty", "usage", "link", "cg_residuals"]
     types = [f.data[0].type for f in figs]
     assert types == ["heatmap", "bar", "heatmap", "heatmap", "scatter"]
-    assert figs[0].layout.title.text == "注意力" and figs[2].layout.title.text == "usage"
+    assert figs[0].layout.title.text == "注意力" and figs[2].layout.title.text == EN["extras.usage"]
     assert len(figs[1].data[0].y) == n_q
     np.testing.assert_array_equal(figs[2].data[0].z, step.extras["usage"])
     assert figs[4].layout.yaxis.type == "log"
@@ -183,9 +184,10 @@ def test_embedding_motion_draws_paths_up_to_the_step_on_fixed_axes():
     kinds = ["query"] * n_q + ["prototype"] * 2
     wrong = np.array([True, False, False, True, False, False, False, False])
     figs = [embedding_motion(pts, y, upto=u, kinds=kinds, wrong=wrong, class_names=["a", "b"]) for u in range(T)]
-    assert [t.name for t in figs[0].data] == ["query", "prototype", "misclassified"]
+    # the path (empty at step 0), the kinds, the red ring, then the colour key of the classes
+    assert [t.name for t in figs[0].data] == [EN["path"], "query", "prototype", "misclassified", "a", "b"]
     paths = figs[2].data[0]
-    assert paths.name == "paths" and len(paths.x) == (n_q + 2) * (2 + 1 + 1)   # 3 positions + a gap each
+    assert paths.name == EN["path"] and len(paths.x) == (n_q + 2) * (2 + 1 + 1)   # 3 positions + a gap each
     for fig, u in zip(figs, range(T)):
         queries = [t for t in fig.data if t.name == "query"][0]
         np.testing.assert_allclose(queries.x, pts[u, :n_q, 0])
@@ -266,7 +268,8 @@ def test_comparison_figure_has_a_bar_and_interval_per_learner():
     fig = comparison_figure({"maml": {"accuracy": 48.0, "ci95": 1.5}, "protonet": {"accuracy": 61.0, "ci95": 1.2}},
                             chance=20.0)
     bar = fig.data[0]
-    assert list(bar.x) == ["maml", "protonet"] and list(bar.error_y.array) == [1.5, 1.2]
+    assert [x.split("<br>")[0] for x in bar.x] == ["MAML", "Prototypical Networks"]   # titles, not keys
+    assert list(bar.error_y.array) == [1.5, 1.2]
     assert fig.layout.shapes[0].y0 == 20.0
 
 

@@ -65,8 +65,10 @@ def test_class_folder_layout_from_a_directory(tmp_path):
     assert all(im.shape == (5, 1, 16, 16) for im in d.images)
     assert d.groups is None and d.params["layout"] == "class_folders"
     assert d.params["skipped_files"] == 1
-    # Dark ink on white paper is inverted: ink 1, background 0 (as in glyphs).
-    x = d.images[0]
+    # Dark ink on white paper is inverted: ink 1, background 0 (as in glyphs). Kept as
+    # uint8 (a quarter of float32); class_images gives float32 in [0, 1].
+    assert d.images[0].dtype == torch.uint8
+    x = d.class_images(0)
     assert d.params["inverted"] and x.mean() < 0.5 and x.max() > 0.9 and x.min() == 0.0
     s = {k: set(v) for k, v in d.splits.items()}
     assert not (s["train"] & s["test"]) and s["all"] == {0, 1, 2, 3}
@@ -93,7 +95,7 @@ def test_rgb_conversion_resizing_and_upload_bytes():
     files.update({f"blue/{i}.jpg": png_bytes(i, 30, (0, 0, 255), "JPEG") for i in range(3)})
     d = load_image_archive(zip_bytes(files), image_size=12, channels=3, name="colours")
     assert d.name == "colours" and d.input_shape == (3, 12, 12)
-    red, blue = d.images[d.class_names.index("red")], d.images[d.class_names.index("blue")]
+    red, blue = d.class_images(d.class_names.index("red")), d.class_images(d.class_names.index("blue"))
     # Background white, bars coloured: red lacks green/blue ink where the bar is.
     assert not d.params["inverted"]
     assert (red[:, 0].mean() > red[:, 2].mean()) and (blue[:, 2].mean() > blue[:, 0].mean())
@@ -215,6 +217,6 @@ def test_real_omniglot_alphabets():
     n_chars = len({"/".join(n.split("/")[1:3]) for n in files})
     assert d.params["layout"] == "omniglot" and d.n_classes == 4 * n_chars
     assert set(d.groups) == set(keep) and all(im.shape == (20, 1, 28, 28) for im in d.images)
-    assert d.params["inverted"] and 0.03 < float(d.images[0].mean()) < 0.3
+    assert d.params["inverted"] and 0.03 < float(d.class_images(0).mean()) < 0.3
     alpha = {k: {d.groups[c] for c in v} for k, v in d.splits.items() if k != "all"}
     assert len(alpha["test"]) == 1 and not (alpha["test"] & alpha["train"])

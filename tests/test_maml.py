@@ -159,7 +159,7 @@ def test_adapt_trace_contract_classification():
     gen = torch.Generator().manual_seed(0)
     ep = random_episode(5, 2, 3, (1, 28, 28), gen, dtype=torch.float32)
     torch.manual_seed(0)
-    learner = build_learner("maml", (1, 28, 28), 5, test_inner_steps=4)
+    learner = build_learner("maml", (1, 28, 28), 5, eval_steps=4)
     before = {n: p.detach().clone() for n, p in learner.named_parameters()}
     with torch.no_grad():  # as evaluate_episode calls it
         adapted = learner.adapt(ep, record=True)
@@ -178,7 +178,7 @@ def test_adapt_trace_contract_classification():
 def test_adapt_trace_regression_curve():
     gen = torch.Generator().manual_seed(0)
     ep = sine_episode(gen, dtype=torch.float32)
-    learner = build_learner("maml", (1,), 1, task="regression", test_inner_steps=3)
+    learner = build_learner("maml", (1,), 1, task="regression", eval_steps=3)
     assert learner.hp["inner_lr"] == 0.01  # the paper's sinusoid step size, when not given
     adapted = learner.adapt(ep, record=True)
     s = adapted.trace[-1]
@@ -215,7 +215,7 @@ def test_maml_sinusoid_beats_pre_adaptation_and_non_meta_learned_baselines():
     from metarep_core.data import load_dataset
 
     ds = load_dataset("sinusoid")
-    hp = dict(inner_steps=1, test_inner_steps=10, inner_lr=0.01)
+    hp = dict(inner_steps=1, eval_steps=10, inner_lr=0.01)
     torch.manual_seed(0)
     learner = build_learner("maml", (1,), 1, task="regression", meta_lr=3e-3, **hp)
     torch.manual_seed(0)
@@ -251,7 +251,7 @@ def test_maml_glyphs_sanity_above_chance():
 
     ds = load_dataset("glyphs")
     torch.manual_seed(0)
-    learner = build_learner("maml", ds.input_shape, 5, inner_steps=2, test_inner_steps=8,
+    learner = build_learner("maml", ds.input_shape, 5, inner_steps=2, eval_steps=8,
                             first_order=True, meta_batch=2)
     train = iter(EpisodeSampler(ds, "train", 5, 1, 5, seed=0))
     for _ in range(3):

@@ -55,26 +55,31 @@ def test_unpaired_lengths_are_refused_with_both_counts():
 
 
 def test_paired_figure_has_a_point_and_interval_per_pair_coloured_by_what_the_interval_says():
-    from app.figures import RIGHT_COLOR
+    from app.figures import RIGHT_COLOR, how_to_read
     from app.figures.paired import UNCLEAR_COLOR, paired_difference_figure
+    from app.i18n import strings
     rows = [{"learner": "maml", "reference": "protonet", **paired_difference(
                 [0.8, 0.7, 0.9, 0.8], [0.6, 0.5, 0.8, 0.6], scale=100.0)},
             {"learner": "you", "reference": "protonet", **paired_difference([0.5], [0.6], scale=100.0)}]
-    legend = {"better": "besser", "worse": "schlechter", "unclear": "unklar", "pair": "Paar"}
+    zh = strings("zh")
     fig = paired_difference_figure(rows, {"maml": "MAML", "protonet": "ProtoNet", "you": "You"},
-                                   title="t", x_title="points", legend=legend)
+                                   lang="zh")
     points = {tr.name: tr for tr in fig.data}
     # MAML better on every episode, interval clear of 0: green; one episode: grey (no interval)
-    assert set(points) == {"besser", "unklar"}
-    better, unclear = points["besser"], points["unklar"]
+    assert set(points) == {zh["fig.paired.better"], zh["fig.paired.unclear"]}
+    better, unclear = points[zh["fig.paired.better"]], points[zh["fig.paired.unclear"]]
     assert list(better.y) == ["MAML − ProtoNet"] and list(unclear.y) == ["You − ProtoNet"]
     assert list(better.x) == pytest.approx([17.5]) and list(unclear.x) == pytest.approx([-10.0])
     assert better.error_x.array[0] == pytest.approx(rows[0]["ci95"]) and unclear.error_x.array[0] == 0
     assert better.marker.color == RIGHT_COLOR and unclear.marker.color == UNCLEAR_COLOR
-    assert "4 / 0 / 0" in better.hovertext[0]
-    assert fig.layout.xaxis.title.text == "points" and fig.layout.yaxis.title.text == "Paar"
+    assert "赢 4 / 平 0 / 输 0" in better.hovertext[0]
+    assert fig.layout.title.text == zh["fig.title.paired"]
+    assert fig.layout.xaxis.title.text == zh["fig.axis.paired_points"]
+    assert fig.layout.yaxis.title.text == zh["fig.axis.pair"]
+    assert how_to_read(fig) == zh["fig.how.paired_accuracy"]
     assert fig.layout.showlegend and fig.layout.shapes[0].x0 == 0
     assert list(fig.layout.yaxis.categoryarray) == ["MAML − ProtoNet", "You − ProtoNet"]
     # For an error (MSE), a positive difference is worse
-    mse = paired_difference_figure(rows[:1], {}, higher_is_better=False)
-    assert [tr.name for tr in mse.data] == ["worse than the reference (interval clear of 0)"]
+    mse = paired_difference_figure(rows[:1], {}, higher_is_better=False, lang="en")
+    assert [tr.name for tr in mse.data] == [strings("en")["fig.paired.worse"]]
+    assert how_to_read(mse) == strings("en")["fig.how.paired_mse"]

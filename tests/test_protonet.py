@@ -13,7 +13,8 @@ from metarep_core.episodes import Episode, EpisodeSampler
 from metarep_core.learners import build_learner
 from metarep_core.backbones import Conv4
 from metarep_core.learners._conv4_fast import conv4_forward
-from metarep_core.learners.protonet import class_prototypes, first_shots, prototype_logits
+from metarep_core.learners._metric import first_shots
+from metarep_core.learners.protonet import class_prototypes, prototype_logits
 
 
 def random_episode(n_way=5, k_shot=3, n_query=4, shape=(1, 28, 28), seed=0):

@@ -169,7 +169,7 @@ def test_regression_trains_on_validation_mse_and_evaluates_mse():
     sinusoid = load_dataset("sinusoid")
     torch.manual_seed(0)
     learner = build_learner("maml", sinusoid.input_shape, 1, task="regression", meta_lr=0.01,
-                            meta_batch=2, inner_steps=1, test_inner_steps=1)
+                            meta_batch=2, inner_steps=1, eval_steps=1)
     result = Trainer(learner, sinusoid, n_way=1, k_shot=5, n_query=10, steps=12, val_every=4,
                      val_episodes=8).run()
     assert result.best_metric == "val_mse" and [v["step"] for v in result.val_curve] == [4, 8, 12]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from . import color_of, merge_labels
+from . import color_of, merge_labels, resolve_lang, titled
+from .step_labels import step_label
 
 MAX_POINTS = 1500   # raw per-step points drawn; longer runs are thinned (the smoothed line uses all)
 TRAIN_COLOR, VAL_COLOR = color_of(0), color_of(1)
@@ -57,7 +58,8 @@ def _panels_layout(n_panels: int, gap: float = 0.1) -> dict:
 
 
 def training_curves(history: list[dict], val_curve: list[dict] | None = None, *,
-                    regression: bool = False, title: str = "", labels: dict | None = None) -> go.Figure:
+                    regression: bool = False, title: str = "", labels: dict | None = None,
+                    lang: str | None = None) -> go.Figure:
     """Two panels: loss, and accuracy (%) — or MSE for regression — against the
     meta-training step, for training (raw, faint, and smoothed) and validation
     (with its 95% interval as error bars).
@@ -65,13 +67,14 @@ def training_curves(history: list[dict], val_curve: list[dict] | None = None, *,
     ``history``: the Trainer's per-step rows ``{"step", "loss", "accuracy" (percent)
     or "mse"}``; ``val_curve``: its validation rows ``{"step", "val_loss",
     "val_accuracy" (percent) or "val_mse", "val_ci95"}``. Validation keys found in
-    ``history`` rows are used too."""
-    lab = merge_labels(labels)
+    ``history`` rows are used too. Words in ``lang`` (see the package docstring)."""
+    lab = merge_labels(labels, lang)
     history = list(history or [])
     val_rows = list(val_curve or []) + [r for r in history if "val_loss" in r or "val_accuracy" in r
                                         or "val_mse" in r]
     metric, val_metric = ("mse", "val_mse") if regression else ("accuracy", "val_accuracy")
-    metric_title = lab["mse"] if regression else lab["accuracy"]
+    metric_title = lab["axis.mse"] if regression else lab["axis.accuracy"]
+    loss_title = lab["axis.loss_mse"] if regression else lab["axis.loss_ce"]
     layout = _panels_layout(2)
     data = []
     has_train = _column(history, "loss")[0].size > 0
@@ -97,12 +100,14 @@ def training_curves(history: list[dict], val_curve: list[dict] | None = None, *,
                              line=dict(color=VAL_COLOR, width=2),
                              error_y=None if ci is None else dict(type="data", array=ci, visible=True, thickness=1),
                              showlegend=col == 0 or not has_train, **axes))
-        layout[f"xaxis{sfx}"]["title"] = {"text": lab["step"]}
-        layout[f"yaxis{sfx}"]["title"] = {"text": lab["loss"] if col == 0 else metric_title}
+        layout[f"xaxis{sfx}"]["title"] = {"text": lab["axis.train_step"]}
+        layout[f"yaxis{sfx}"]["title"] = {"text": loss_title if col == 0 else metric_title}
     if not regression:
         layout["yaxis2"]["range"] = [0, 100]
-    layout.update(title=title or None, height=340, margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+    layout.update(height=360, margin=dict(l=10, r=10, b=10),
                   legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    titled(layout, kind="training_curves_regression" if regression else "training_curves", title=title,
+           lab=lab, width=80, legend_top=True)
     # one go.Figure call: the Train page redraws this every second while a run goes on
     return go.Figure(data=data, layout=layout)
 
@@ -111,23 +116,31 @@ def _trace_values(trace, name: str, scale: float = 1.0) -> np.ndarray:
     return np.array([np.nan if getattr(s, name) is None else getattr(s, name) * scale for s in trace], float)
 
 
-def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "") -> go.Figure:
+def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "",
+                 lang: str | None = None) -> go.Figure:
     """Support and query loss (and accuracy, %, when classified) against the trace's
     steps, drawn up to ``upto`` (an index into ``trace``, a list of TraceStep) with
     the current step marked. Axis ranges come from the whole trace, so scrubbing
-    the slider moves the lines without rescaling the axes."""
-    lab = merge_labels(labels)
+    the slider moves the lines without rescaling the axes. The x axis counts the
+    trace's own ``step`` numbers. A trace without accuracies is a regression one:
+    its loss is the MSE. Words in ``lang`` (see the package docstring)."""
+    lab = merge_labels(labels, lang)
+    classified = any(s.support_accuracy is not None or s.query_accuracy is not None for s in trace or [])
+    fig_kind = "trace_curves" if classified else "trace_curves_regression"
     if not trace:
-        return go.Figure(layout=dict(title=title or None, height=300))
+        return go.Figure(layout=titled(dict(height=300), kind=fig_kind, title=title, lab=lab))
     upto = int(np.clip(upto, 0, len(trace) - 1))
     steps = np.array([s.step for s in trace], float)
-    panels = [("loss", lab["loss"], "support_loss", "query_loss", 1.0)]
-    if any(s.support_accuracy is not None or s.query_accuracy is not None for s in trace):
-        panels.append(("accuracy", lab["accuracy"], "support_accuracy", "query_accuracy", 100.0))
+    panels = [("loss", lab["axis.loss_ce"] if classified else lab["axis.loss_mse"], "support_loss", "query_loss", 1.0)]
+    if classified:
+        panels.append(("accuracy", lab["axis.accuracy"], "support_accuracy", "query_accuracy", 100.0))
     layout = _panels_layout(len(panels))
+    lang = resolve_lang(lang)
+    hover = [f"{lab['axis.adapt_step']} {s.step}: {step_label(s.label, lang)}" for s in trace[:upto + 1]]
     span = steps.max() - steps.min()
     pad = 0.05 * max(span, 1)
     data = []
+    in_legend = set()   # a series is keyed where it first appears (memory learners: no support loss)
     for col, (kind, axis_title, s_name, q_name, scale) in enumerate(panels):
         sfx = "" if col == 0 else str(col + 1)
         axes = {"xaxis": f"x{sfx}", "yaxis": f"y{sfx}"}
@@ -138,8 +151,10 @@ def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "
             if np.isnan(vals).all():
                 continue
             data.append(dict(type="scatter", x=steps[:upto + 1], y=vals[:upto + 1], mode="lines+markers",
-                             name=lab[who], legendgroup=who, showlegend=col == 0,
-                             line=dict(color=color, width=2.5), marker=dict(size=6), **axes))
+                             name=lab[who], legendgroup=who, showlegend=who not in in_legend,
+                             line=dict(color=color, width=2.5), marker=dict(size=6), hovertext=hover,
+                             hovertemplate="%{hovertext}<br>%{y:.3g}", **axes))
+            in_legend.add(who)
             if not np.isnan(vals[upto]):
                 data.append(dict(type="scatter", x=[steps[upto]], y=[vals[upto]], mode="markers",
                                  marker=dict(size=13, color=color, line=dict(color="black", width=1.5)),
@@ -155,8 +170,10 @@ def trace_curves(trace, upto: int, *, labels: dict | None = None, title: str = "
         else:
             y_range = None
         layout[f"yaxis{sfx}"].update(title={"text": axis_title}, **({"range": y_range} if y_range else {}))
-        layout[f"xaxis{sfx}"].update(title={"text": lab["step"]}, range=[steps.min() - pad, steps.max() + pad],
+        layout[f"xaxis{sfx}"].update(title={"text": lab["axis.adapt_step"]},
+                                     range=[steps.min() - pad, steps.max() + pad],
                                      **({"dtick": 1} if span <= 20 else {}))
-    layout.update(title=title or None, height=300, margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+    layout.update(height=320, margin=dict(l=10, r=10, b=10),
                   legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    titled(layout, kind=fig_kind, title=title, lab=lab, width=80, legend_top=True)
     return go.Figure(data=data, layout=layout)

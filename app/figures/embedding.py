@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from . import WRONG_COLOR, color_of, merge_labels
+from . import WRONG_COLOR, color_of, merge_labels, titled
 from .images import braille_thumbnails, to_display
 
 KINDS = ("sample", "support", "query", "prototype")   # drawing order: samples at the back
@@ -39,7 +39,7 @@ def _group_index(values) -> tuple[np.ndarray, list[str]]:
 
 def embedding_figure(points, y, *, class_names, kinds=None, wrong=None, images=None, groups=None,
                      color_by: str = "class", title: str = "", labels: dict | None = None,
-                     thumbnails: bool = True) -> go.Figure:
+                     thumbnails: bool = True, lang: str | None = None) -> go.Figure:
     """A scatter of projected embeddings.
 
     ``points`` (n, 2) or (n, 3); ``y`` (n,) class index into ``class_names``;
@@ -49,9 +49,10 @@ def embedding_figure(points, y, *, class_names, kinds=None, wrong=None, images=N
     drawings; ``groups`` (n,) alphabet per point, used when ``color_by="group"``.
     Every marker's ``customdata`` is its index in ``points``; ``marker.color`` holds
     colour codes (class or alphabet index) on a stepped colour scale, whose colours
-    ``layout.meta["legend_colors"]`` lists by name.
+    ``layout.meta["legend_colors"]`` lists by name. Words in ``lang`` (see the
+    package docstring).
     """
-    lab = merge_labels(labels)
+    lab = merge_labels(labels, lang)
     pts = np.asarray(points, float)
     if pts.ndim != 2 or pts.shape[1] not in (2, 3):
         raise ValueError(f"points must have shape (n, 2) or (n, 3), got {pts.shape}")
@@ -103,8 +104,9 @@ def embedding_figure(points, y, *, class_names, kinds=None, wrong=None, images=N
                          hovertext=hover[bad].tolist(), hoverinfo="text",
                          marker=dict(symbol="circle-open", size=16 if dim == 2 else 7,
                                      color=WRONG_COLOR, line=dict(width=2.5, color=WRONG_COLOR))))
-    layout = dict(title=title or None, height=520, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                  legend=dict(orientation="h", yanchor="top", y=-0.01, x=0, itemsizing="constant"),
+    layout = dict(height=540, margin=dict(l=10, r=10, b=10),
+                  legend=dict(orientation="h", yanchor="top", y=-0.01 if dim == 3 else -0.08, x=0,
+                              itemsizing="constant"),   # 2-D: under the axis title
                   hoverlabel=dict(font=dict(family="DejaVu Sans Mono, Menlo, Consolas, monospace", size=13)),
                   meta={"color_by": color_by if groups is not None else "class",
                         "legend_colors": _legend_colors(color_codes, y, group_codes, names, group_names,
@@ -112,11 +114,15 @@ def embedding_figure(points, y, *, class_names, kinds=None, wrong=None, images=N
     if dim == 2:   # padded ranges, so the prototypes' labels at the edges are not cut off
         lo, hi = (pts.min(0), pts.max(0)) if n else (np.zeros(2), np.ones(2))
         pad = np.maximum(hi - lo, 1e-6) * np.array([0.08, 0.1])
-        layout["xaxis"] = dict(showticklabels=False, zeroline=False, range=[lo[0] - pad[0], hi[0] + pad[0]])
-        layout["yaxis"] = dict(showticklabels=False, zeroline=False, range=[lo[1] - pad[1], hi[1] + pad[1]])
+        layout["xaxis"] = dict(showticklabels=False, zeroline=False, range=[lo[0] - pad[0], hi[0] + pad[0]],
+                               title=dict(text=lab["axis.proj1"]))
+        layout["yaxis"] = dict(showticklabels=False, zeroline=False, range=[lo[1] - pad[1], hi[1] + pad[1]],
+                               title=dict(text=lab["axis.proj2"]))
     else:
-        axis = dict(showticklabels=False, title=dict(text=""))
-        layout["scene"] = dict(xaxis=axis, yaxis=axis, zaxis=axis)
+        layout["scene"] = {name: dict(showticklabels=False, title=dict(text=lab[f"axis.proj{k}"]))
+                           for k, name in enumerate(("xaxis", "yaxis", "zaxis"), 1)}
+    meta = layout.pop("meta")
+    titled(layout, kind="embedding", title=title, lab=lab, width=48, meta=meta)
     return go.Figure(data=data, layout=layout)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from . import RIGHT_COLOR, WRONG_COLOR, color_of, merge_labels
+from . import RIGHT_COLOR, WRONG_COLOR, color_of, merge_labels, titled
 from .images import compose_grid, png_data_uri, to_display
 
 
@@ -33,7 +33,8 @@ def _class_rows(y: np.ndarray, n_classes: int, max_cols: int | None) -> list[lis
 
 def episode_grid(x, y, class_names, *, probs=None, title: str = "", labels: dict | None = None,
                  max_cols: int | None = None, row_labels: list[str] | None = None,
-                 height: int | None = None, width_hint: int = 600) -> go.Figure:
+                 height: int | None = None, width_hint: int = 600, kind: str | None = None,
+                 lang: str | None = None) -> go.Figure:
     """The examples ``x`` (n, C, H, W) / (n, H, W[, 3]) in [0, 1] with labels ``y``
     (n,) as one grid: a row per class, headed by ``row_labels`` (default
     ``class_names``).
@@ -44,8 +45,13 @@ def episode_grid(x, y, class_names, *, probs=None, title: str = "", labels: dict
     its hover text (index, class, prediction), so it draws fast for any n.
     The height fits a plot about ``width_hint`` pixels wide (images keep their
     aspect ratio, so a wrong guess leaves a margin); ``height`` overrides it.
+
+    ``kind`` picks the default title and "how to read this" text: "support_grid",
+    "query_grid", "query_predictions" (the default with ``probs``) or "episode_grid"
+    (without). Words in ``lang`` (see the package docstring).
     """
-    lab = merge_labels(labels)
+    lab = merge_labels(labels, lang)
+    kind = kind or ("query_predictions" if probs is not None else "episode_grid")
     y = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y).astype(int).reshape(-1)
     imgs = to_display(x)
     n, h, w = imgs.shape[:3]
@@ -94,16 +100,19 @@ def episode_grid(x, y, class_names, *, probs=None, title: str = "", labels: dict
                          mode="text", text=[f"{class_code(pred[i])} {conf[i]:.0%}" for i in idx],
                          textfont=dict(size=10, color=[colors[i] for i in idx]), hoverinfo="skip",
                          name="captions", showlegend=False))
-    if height is None:
-        height_px = canvas.shape[0] * min(2.5, width_hint / max(canvas.shape[1], 1))
-        height = int(min(1100, max(120, height_px + (60 if title else 20))))
     layout = dict(
-        title=title or None, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-        showlegend=False, plot_bgcolor="white", dragmode=False,
+        showlegend=False, plot_bgcolor="white", dragmode=False, margin=dict(l=10, r=10, b=10),
         xaxis=dict(visible=False, range=[-0.5, canvas.shape[1] - 0.5]),
         yaxis=dict(range=[canvas.shape[0] - 0.5, -0.5], scaleanchor="x", showgrid=False, zeroline=False,
                    tickmode="array", tickvals=[r * ch + border + h / 2 - 0.5 for r in range(len(rows))],
-                   ticktext=[_ellipsize(str(hd), 34) for hd in heads], automargin=True))
+                   ticktext=[_ellipsize(str(hd), 34) for hd in heads], automargin=True,
+                   title=dict(text=lab["axis.class_row"])))
+    titled(layout, kind=kind, title=title, lab=lab, width=max(24, width_hint // 11))
+    if height is None:   # the images' height at this width, plus the title's margin
+        height_px = canvas.shape[0] * min(2.5, width_hint / max(canvas.shape[1], 1))
+        height = int(min(1100, max(140, height_px + layout["margin"]["t"] + 10)))
+    layout["height"] = height
+    titled(layout, kind=kind, title=title, lab=lab, width=max(24, width_hint // 11))   # placed for it
     return go.Figure(data=data, layout=layout)
 
 
@@ -123,28 +132,30 @@ def _compose(imgs, rows, pad, row_pad, border, colors) -> np.ndarray:
     return np.concatenate(out, 0)
 
 
-def support_query_figures(episode, labels: dict | None = None) -> tuple[go.Figure, go.Figure]:
+def support_query_figures(episode, labels: dict | None = None,
+                          lang: str | None = None) -> tuple[go.Figure, go.Figure]:
     """The support grid and the query grid of a classification ``Episode``."""
-    lab = merge_labels(labels)
+    lab = merge_labels(labels, lang)
     names = list(episode.class_names)
     groups = episode.info.get("groups") if episode.info else None
     heads = ([f"{g} / {c}" if g and g not in c else c for g, c in zip(groups, names)]
              if groups else names)
     support = episode_grid(episode.support_x, episode.support_y, names, row_labels=heads,
-                           title=lab.get("support_title", ""), labels=labels)
+                           title=lab.get("support_title", ""), labels=labels, kind="support_grid", lang=lang)
     query = episode_grid(episode.query_x, episode.query_y, names, row_labels=heads,
-                         title=lab.get("query_title", ""), labels=labels)
+                         title=lab.get("query_title", ""), labels=labels, kind="query_grid", lang=lang)
     return support, query
 
 
 def regression_plot(true_x, true_y, support_x, support_y, curves: dict | None = None, *,
                     query_x=None, query_y=None, title: str = "", labels: dict | None = None,
-                    y_range: tuple[float, float] | None = None) -> go.Figure:
+                    y_range: tuple[float, float] | None = None, lang: str | None = None) -> go.Figure:
     """A regression task: the true function (``true_x``, ``true_y``: (G,)), the support
     points, optional query points, and named model curves ``{name: (x (G,), y (G,))}``
     (e.g. the model after each inner step). ``y_range`` fixes the axis (so curves of
-    successive steps do not rescale it); by default it fits the true curve and points."""
-    lab = merge_labels(labels)
+    successive steps do not rescale it); by default it fits the true curve and points.
+    Words in ``lang`` (see the package docstring)."""
+    lab = merge_labels(labels, lang)
     flat = lambda a: None if a is None else np.asarray(  # noqa: E731
         a.detach().cpu().numpy() if hasattr(a, "detach") else a, float).reshape(-1)
     true_x, true_y, support_x, support_y = map(flat, (true_x, true_y, support_x, support_y))
@@ -166,9 +177,9 @@ def regression_plot(true_x, true_y, support_x, support_y, curves: dict | None = 
             lo, hi = float(min(a.min() for a in ys)), float(max(a.max() for a in ys))
             margin = 0.25 * max(hi - lo, 1e-6)
             y_range = (lo - margin, hi + margin)
-    fig.update_layout(title=title or None, xaxis_title=lab["x"], yaxis_title=lab["y"],
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=380,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
+    layout = dict(xaxis_title=lab["axis.x"], yaxis_title=lab["axis.y"], height=400,
+                  legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_layout(titled(layout, kind="regression", title=title, lab=lab, legend_top=True))
     if y_range is not None:
         fig.update_yaxes(range=list(y_range))
     return fig

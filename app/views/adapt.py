@@ -84,6 +84,7 @@ def classification_view(model, episode, step, i: int, seed: int) -> None:
     motion = services.motion(model, episode, seed)
     if motion is not None:
         b.plotly_chart(embedding_motion(motion.points, motion.y, upto=i, kinds=motion.kinds,
+                                        class_names=episode.class_names,
                                         labels={"title": t("adapt.motion")}), key="adapt_motion")
 
 

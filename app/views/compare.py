@@ -9,6 +9,7 @@ import streamlit as st
 from app import exports, human, services, ui
 from app.figures.adaptation import query_predictions
 from app.figures.compare import comparison_figure
+from app.figures import how_to_read
 from app.figures.paired import paired_difference_figure
 from app.i18n import t
 from metarep_core.errors import MetaRepError
@@ -109,13 +110,10 @@ def paired(results: dict, regression: bool) -> list[dict]:
                    t("compare.col.episodes"): r["episodes"]} for r in rows],
                  hide_index=True, key="compare_paired_table")
     names = {n: short_label(n) for n in results}
-    st.plotly_chart(paired_difference_figure(
-        rows, names, title=t("compare.paired_figure_title", reference=names[reference]),
-        x_title=t("compare.paired_axis", unit=unit), record=t("compare.paired_record"),
-        higher_is_better=not regression,
-        legend={k: t("compare.paired_legend." + k) for k in ("better", "worse", "unclear")}
-        | {"pair": t("compare.col.pair")}), key="compare_paired")
-    st.caption(t("compare.paired_how_mse" if regression else "compare.paired_how"))
+    fig = paired_difference_figure(rows, names, higher_is_better=not regression,
+                                   title=t("compare.paired_figure_title", reference=names[reference]))
+    st.plotly_chart(fig, key="compare_paired")
+    st.caption(how_to_read(fig))
     return rows
 
 
@@ -144,7 +142,8 @@ def same_episode(ctx, names: list[str]) -> None:
         cols[j % len(cols)].plotly_chart(
             query_predictions(ui.image_array(episode.query_x), episode.query_y.numpy(), probs,
                               episode.class_names,
-                              title=f"{services.algorithm_label(name)} — {accuracy:.0f}%"),
+                              title=f"{services.algorithm_label(name)} — {accuracy:.0f}%",
+                              width_hint=380),
             key=f"compare_pred_{name}")
 
 

@@ -32,8 +32,10 @@ else:
                  for g, c in zip(episode.info["groups"], names)]
     st.subheader(t("episodes.support", n=len(episode.support_y)))
     st.plotly_chart(episode_grid(ui.image_array(episode.support_x), episode.support_y.numpy(),
-                                 names, row_labels=heads, labels=labels), key="episode_support")
+                                 names, row_labels=heads, labels=labels, kind="support_grid"),
+                    key="episode_support")
     st.subheader(t("episodes.query", n=len(episode.query_y)))
     st.plotly_chart(episode_grid(ui.image_array(episode.query_x), episode.query_y.numpy(),
-                                 names, row_labels=heads, labels=labels), key="episode_query")
+                                 names, row_labels=heads, labels=labels, kind="query_grid"),
+                    key="episode_query")
     st.info(t("episodes.explain", n_way=s.n_way, k_shot=s.k_shot))

@@ -156,7 +156,7 @@ def adapt_latency(opts: dict) -> dict:
     warmup, repeats = opts.get("warmup", 3), opts.get("repeats", 20)
     out = {"bench": "adapt-latency", "episode": "5-way 1-shot, 75 queries", "repeats": repeats,
            "warmup": warmup}
-    for name, hp in (("protonet", {}), ("maml", {"test_inner_steps": ADAPT_STEPS_TEST, "inner_lr": INNER_LR})):
+    for name, hp in (("protonet", {}), ("maml", {"eval_steps": ADAPT_STEPS_TEST, "inner_lr": INNER_LR})):
         learner = build_learner(name, INPUT_SHAPE, 5, **hp)
         learner.eval()
 

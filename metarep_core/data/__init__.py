@@ -9,7 +9,7 @@ Omniglot protocol). Datasets are read-only, so loads are cached in-process.
 from __future__ import annotations
 
 import functools
-import os
+from pathlib import Path
 
 from ..errors import MetaRepError
 from .base import SPLITS, ClassDataset, TaskFamily, split_classes
@@ -58,10 +58,10 @@ def load_dataset(spec: str, *, seed: int = 0, image_size: int | None = None,
         from .folder import parse_folder_spec
 
         path, rotate = parse_folder_spec(spec)
-        try:
-            st = os.stat(path)
-        except OSError:
-            raise MetaRepError(f"dataset folder or zip {path!r} does not exist") from None
+        from .archive import check_regular_or_dir
+
+        # A FIFO or a device (folder:/dev/zero) is refused before anything reads it.
+        st = check_regular_or_dir(Path(path), "dataset folder or zip")
         # The modification time and size are in the key, so an edited folder reloads.
         return _load_folder_cached(path, st.st_mtime_ns, st.st_size, seed, image_size or 28,
                                    channels, rotate)

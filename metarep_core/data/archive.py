@@ -5,17 +5,23 @@ is decompressed: entry names that escape the archive (``../``, absolute paths, d
 letters) are refused, and so are archives whose declared uncompressed size passes a
 cap (in total or per file) or whose compression ratio is suspicious (a zip bomb).
 While reading, bytes are counted again, so an entry that lies about its size in the
-header is stopped at the cap rather than trusted.
+header is stopped at the cap rather than trusted. Entries whose byte ranges overlap
+(one local header listed many times: an "overlapped" zip bomb) are refused, and so
+is an archive or folder holding more than ``max_images`` image files. From a
+directory only regular files are read: a FIFO or a device named ``x.png`` is
+refused, never opened (reading it would block or never end).
 """
 from __future__ import annotations
 
 import io
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import MetaRepError
+from ..limits import MAX_IMAGES
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -31,6 +37,7 @@ class ArchiveLimits:
     max_ratio: float = 100.0
     ratio_min_bytes: int = 2**20
     max_entries: int = 200_000
+    max_images: int = MAX_IMAGES
 
 
 def _mb(n: int) -> str:
@@ -58,6 +65,8 @@ def read_zip_images(source: bytes | str | os.PathLike,
                     limits: ArchiveLimits = ArchiveLimits()) -> tuple[list[tuple[tuple[str, ...], bytes]], int]:
     """Image files of a zip: ([(path parts, bytes), ...], number of non-image files skipped)."""
     label = "the uploaded file" if isinstance(source, (bytes, bytearray)) else repr(str(source))
+    if not isinstance(source, (bytes, bytearray)):
+        check_regular_or_dir(Path(source), "dataset zip")
     try:
         fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
     except OSError as exc:
@@ -73,6 +82,7 @@ def read_zip_images(source: bytes | str | os.PathLike,
             if len(infos) > limits.max_entries:
                 raise MetaRepError(f"{label} has {len(infos)} entries; at most "
                                    f"{limits.max_entries} are allowed")
+            _check_no_overlap(infos, label)
             wanted, skipped, total = [], 0, 0
             for info in infos:
                 path = _check_entry_name(info.filename)  # every entry, even skipped ones
@@ -84,6 +94,7 @@ def read_zip_images(source: bytes | str | os.PathLike,
                 _check_sizes(info, limits)
                 total += info.file_size
                 wanted.append((path.parts, info))
+            check_image_count(len(wanted), label, limits)
             if total > limits.max_total_bytes:
                 raise MetaRepError(
                     f"{label} would decompress to {_mb(total)} of images; the cap is "
@@ -100,6 +111,38 @@ def read_zip_images(source: bytes | str | os.PathLike,
         raise MetaRepError(f"{label} cannot be read: {exc}") from None
     finally:
         fh.close()
+
+
+def check_image_count(n: int, label: str, limits: ArchiveLimits) -> None:
+    if n > limits.max_images:
+        raise MetaRepError(f"{label} holds {n:,} images; at most {limits.max_images:,} images "
+                           "are allowed in one dataset")
+
+
+def check_regular_or_dir(path: Path, what: str) -> os.stat_result:
+    """``path``'s stat, refusing anything but a regular file or a directory: a FIFO
+    would block the reader and a device (``/dev/zero``) never ends."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise MetaRepError(f"{what} {str(path)!r} does not exist") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise MetaRepError(f"{what} {str(path)!r} is not a regular file or a directory (a FIFO, "
+                           "socket or device); only regular files and directories are read")
+    return st
+
+
+def _check_no_overlap(infos: list[zipfile.ZipInfo], label: str) -> None:
+    """Refuse entries whose byte ranges overlap: in a well-formed zip each entry's
+    local header and data lie after the previous entry's (30 bytes of fixed header
+    plus the compressed data is a lower bound on its length)."""
+    previous = None
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if previous is not None and info.header_offset < previous.header_offset + 30 + previous.compress_size:
+            raise MetaRepError(
+                f"{label} has overlapping entries ({previous.filename!r} and {info.filename!r} share "
+                "bytes); refused as a possible zip bomb")
+        previous = info
 
 
 def _check_sizes(info: zipfile.ZipInfo, limits: ArchiveLimits) -> None:
@@ -129,13 +172,16 @@ def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_dir_images(root: Path) -> tuple[list[tuple[tuple[str, ...], Path]], int]:
+def read_dir_images(root: Path, limits: ArchiveLimits = ArchiveLimits()
+                    ) -> tuple[list[tuple[tuple[str, ...], Path]], int]:
     """Image files under a directory: ([(path parts, file path), ...], non-image files skipped).
 
     Symbolic links are not followed out of the directory (a link is read only if it
-    resolves inside ``root``).
+    resolves inside ``root``); only regular files are read; the walk stops as soon
+    as more than ``limits.max_images`` images are found.
     """
     root_resolved = root.resolve()
+    label = repr(str(root))
     out, skipped = [], 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
@@ -148,5 +194,16 @@ def read_dir_images(root: Path) -> tuple[list[tuple[tuple[str, ...], Path]], int
                 continue
             if not p.resolve().is_relative_to(root_resolved):
                 raise MetaRepError(f"the file {str(p)!r} links outside the folder {str(root)!r}")
+            try:
+                regular = stat.S_ISREG(p.stat().st_mode)
+            except OSError:
+                regular = False  # a dangling link
+            if not regular:
+                raise MetaRepError(f"the file {'/'.join(p.relative_to(root).parts)!r} in {label} is not a "
+                                   "regular file (a FIFO, socket, device or broken link); only regular "
+                                   "files are read")
             out.append((p.relative_to(root).parts, p))
+            if len(out) > limits.max_images:
+                raise MetaRepError(f"{label} holds more than {limits.max_images:,} images; at most "
+                                   f"{limits.max_images:,} images are allowed in one dataset")
     return out, skipped

@@ -56,7 +56,9 @@ class ClassDataset:
     """Classes of examples.
 
     ``images[c]`` is a float32 tensor (n_c, C, H, W) in [0, 1] (or (n_c, D) for
-    vectors); ``class_names[c]`` its name; ``groups[c]`` its alphabet (or None).
+    vectors), or a uint8 one in 0..255 (user folders and uploads: a quarter of the
+    memory); episodes and :meth:`class_images` always give float32 in [0, 1].
+    ``class_names[c]`` is its name; ``groups[c]`` its alphabet (or None).
     ``params`` records how it was made, so a checkpoint can name its dataset.
     """
 
@@ -75,6 +77,11 @@ class ClassDataset:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def class_images(self, c: int, index=None) -> torch.Tensor:
+        """Class ``c``'s images (or those at ``index``) as float32 in [0, 1]: (n, C, H, W)."""
+        x = self.images[c] if index is None else self.images[c][index]
+        return x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x
 
     def split_indices(self, split: str) -> list[int]:
         if split not in self.splits:
@@ -106,10 +113,9 @@ class ClassDataset:
         class_ids = [pool[i] for i in chosen]
         sx, qx = [], []
         for c in class_ids:
-            imgs = self.images[c]
-            pick = torch.from_numpy(rng.choice(imgs.shape[0], size=need, replace=False))
-            sx.append(imgs[pick[:k_shot]])
-            qx.append(imgs[pick[k_shot:]])
+            pick = torch.from_numpy(rng.choice(self.images[c].shape[0], size=need, replace=False))
+            sx.append(self.class_images(c, pick[:k_shot]))
+            qx.append(self.class_images(c, pick[k_shot:]))
         labels = torch.arange(n_way)
         return Episode(
             support_x=torch.cat(sx), support_y=labels.repeat_interleave(k_shot),
@@ -127,7 +133,7 @@ class ClassDataset:
         xs, ys = [], []
         for _ in range(n):
             c = classes[rng.integers(len(classes))]
-            xs.append(self.images[c][rng.integers(self.images[c].shape[0])])
+            xs.append(self.class_images(c, rng.integers(self.images[c].shape[0])))
             ys.append(c)
         return torch.stack(xs), ys
 

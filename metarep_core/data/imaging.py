@@ -23,7 +23,8 @@ def image_to_array(im: Image.Image, size: int, mode: str = "L") -> np.ndarray:
     binary Omniglot drawing becomes a 28x28 grayscale one without aliasing.
     """
     im.draft(mode, (size, size))  # JPEG: decode at a reduced scale directly (no-op for PNG)
-    im = im.convert(mode)
+    if im.mode != mode:  # convert() of a same-mode image is a full copy (120 MB at 40 MP RGB)
+        im = im.convert(mode)
     if im.size != (size, size):
         im = im.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(im, dtype=np.uint8)

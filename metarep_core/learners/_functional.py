@@ -1,56 +1,65 @@
-"""Functional inner-loop math shared by the optimization-family learners.
+"""The one helper layer of the optimization family (MAML, Reptile, iMAML, ANIL).
 
-MAML uses it now; Reptile, iMAML and ANIL can build on the same few functions.
 A model's weights are handled as a plain ``dict[str, Tensor]`` ("params") so that
 an adapted copy ("fast weights") is just another dict, run through the *same*
-module with :func:`torch.func.functional_call` — no module cloning per task.
+module with :func:`torch.func.functional_call` — no module cloning per task (the
+memory growth learn2learn's ``clone_module`` is known for). Every function is pure:
+it never modifies a module or the dicts it is given.
 
-API (every function is pure: it never modifies ``model`` or the dicts it is given)
--------------------------------------------------------------------------------
-``split_state(model) -> (params, buffers)``
-    The module's parameters and buffers as name -> tensor dicts (the live
-    tensors: gradients of a loss computed from ``params`` reach ``model``'s ``.grad``).
+Weights and forward
+    ``split_state(model) -> (params, buffers)``: the live tensors (gradients of a
+    loss computed from ``params`` reach ``model``'s ``.grad``).
+    ``detached_params(params)``: leaf copies that require grad, the start of a
+    test-time adaptation whose result must not reach the meta-parameters.
+    ``functional_forward(model, params, buffers, x, **kwargs)``: ``model(x)`` with
+    the given weights (missing names come from ``model``).
+    ``BodyHead``: body (Conv-4 or MLP) + linear head, the network of Reptile, iMAML
+    and ANIL (MAML keeps its own ``MamlNet``, whose checkpoints name ``features``).
 
-``detached_params(params) -> params``
-    Fresh leaf copies that require grad: the starting point of a test-time
-    adaptation whose result must not reach the meta-parameters.
+Inner loop
+    ``sgd_update(params, grads, lr)``: ``{n: params[n] - lr * grads[n]}`` for the
+    names in ``grads``; the others pass through (learn2learn's ``maml_update``).
+    ``inner_adapt(model, params, buffers, x, y, loss_fn, steps, lr, create_graph,
+    params_to_adapt=None, callback=None)``: ``steps`` SGD steps on the support loss.
+    ``create_graph=True`` keeps the graph of every inner gradient (second-order
+    MAML); ``False`` treats the inner gradients as constants while the fast weights
+    still depend on ``params`` through the identity path (first order, FOMAML).
+    ``params_to_adapt`` restricts the update (ANIL: the head only).
+    ``InnerOptimizer``: SGD, or Adam with beta1 = 0 (Reptile's reference code).
 
-``functional_forward(model, params, buffers, x, **kwargs) -> output``
-    ``model.forward(x, **kwargs)`` evaluated with the given weights. ``params`` may
-    hold a subset of the parameter names; missing ones come from ``model``.
-
-``sgd_update(params, grads, lr) -> params``
-    ``{n: params[n] - lr * grads[n]}`` for the names in ``grads``; the other
-    entries are passed through unchanged.
-
-``inner_adapt(model, params, buffers, x, y, loss_fn, steps, lr, create_graph,
-              params_to_adapt=None, callback=None) -> fast params``
-    ``steps`` plain SGD steps on ``loss_fn(functional_forward(...x), y)``.
-    ``create_graph=True`` keeps the graph of every inner gradient, so a loss of the
-    returned fast weights differentiates *through* the inner loop (second-order
-    MAML). ``create_graph=False`` treats each inner gradient as a constant: the
-    fast weights still depend on ``params`` through the identity path, so
-    back-propagating a loss of them gives the first-order (FOMAML) meta-gradient.
-    ``params_to_adapt`` (names) restricts the update to those weights (ANIL: the
-    head only); the others stay as given. ``callback(step, fast)`` is called after
-    each step (step = 1..steps), e.g. to record a trace.
+Task figures and the trace
+    ``task_loss(out, y, task)``, ``to_probs(out, task)``, ``query_metrics(out,
+    episode)``, ``flat_norm``; ``regression_curve(predict, ...)`` draws the model's
+    curve over the sinusoid's input range (``Sinusoid.x_range``, one place);
+    ``output_trace_step(...)`` turns support/query outputs into a trace step through
+    :func:`.base.trace_step`.
 
 Why a Python loop over tasks and not ``torch.func.vmap``: on torch 2.13 vmap over
 tasks was slower on CPU and gave a wrong second-order gradient through training-
-mode batch norm (see ../shared/bench/peers/vmap_bn_repro.py); the float64
-finite-difference tests in tests/test_maml.py check whatever path is used here.
+mode batch norm (measured while building MAML); the float64 finite-difference tests
+in tests/test_maml.py check whatever path is used here.
 """
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ..backbones import make_backbone
+from ..data.sinusoid import Sinusoid
+from ..episodes import Episode
+from .base import TraceStep, episode_metrics, to_numpy, trace_step
+
 Params = dict[str, torch.Tensor]
 
+CURVE_POINTS = 100  # points of the regression curve drawn at each trace step
 
+
+# ------------------------------------------------------------------ weights and forward
 def split_state(model: nn.Module) -> tuple[Params, Params]:
     """(params, buffers) of ``model`` as name -> tensor dicts (live tensors, not copies)."""
     return dict(model.named_parameters()), dict(model.named_buffers())
@@ -69,6 +78,34 @@ def functional_forward(model: nn.Module, params: Params, buffers: Params, x: tor
     return functional_call(model, (params, buffers), (x,), kwargs)
 
 
+class BodyHead(nn.Module):
+    """``body`` (n, *input_shape) -> (n, d), then ``head`` Linear(d, out): (n, out).
+
+    BatchNorm is built with ``track_running_stats=False`` — batch statistics in every
+    mode, as in MAML's and Reptile's reference code (transductive within a support or
+    query batch) — so a functional forward never writes to buffers.
+    """
+
+    def __init__(self, input_shape, out_dim: int, hidden: int = 64):
+        super().__init__()
+        self.body = make_backbone(tuple(input_shape), hidden=hidden, track_running_stats=False,
+                                  mlp_hidden=(40, 40) if len(input_shape) == 1 else (64, 64))
+        self.head = nn.Linear(self.body.out_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def output(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """The network's output (n, out) under ``params`` instead of its own weights."""
+        return functional_call(self, params, (x,))
+
+    def embed(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """The body's embedding (n, d) under ``params`` (its ``body.*`` entries)."""
+        body = {k[5:]: v for k, v in params.items() if k.startswith("body.")}
+        return functional_call(self.body, body, (x,))
+
+
+# ------------------------------------------------------------------------- inner loop
 def sgd_update(params: Params, grads: Params, lr: float) -> Params:
     """One SGD step on the names in ``grads``; other entries of ``params`` are kept."""
     out = dict(params)
@@ -85,8 +122,8 @@ def inner_adapt(model: nn.Module, params: Params, buffers: Params, x: torch.Tens
 
     ``x``: (n, *input_shape) support inputs; ``y``: their targets ((n,) class
     indices or (n, 1) values — whatever ``loss_fn`` takes). See the module
-    docstring for ``create_graph`` (second vs first order) and ``params_to_adapt``.
-    Must be called with gradients enabled (``torch.enable_grad()``).
+    docstring for ``create_graph`` and ``params_to_adapt``. ``callback(step, fast)``
+    runs after each step (step = 1..steps). Needs gradients enabled.
     """
     names = list(params_to_adapt) if params_to_adapt is not None else list(params)
     fast = dict(params)
@@ -99,3 +136,76 @@ def inner_adapt(model: nn.Module, params: Params, buffers: Params, x: torch.Tens
         if callback is not None:
             callback(step, fast)
     return fast
+
+
+class InnerOptimizer:
+    """Plain SGD, or Adam with beta1 = 0 as in Reptile's reference code, on a dict of
+    tensors; fresh state per task. ``step(params, grads)`` returns new tensors."""
+
+    def __init__(self, kind: str, lr: float, betas=(0.0, 0.999), eps: float = 1e-8):
+        self.kind, self.lr, self.betas, self.eps = kind, lr, betas, eps
+        self.t = 0
+        self.m: Params = {}
+        self.v: Params = {}
+
+    def step(self, params: Params, grads: Params) -> Params:
+        if self.kind == "sgd":
+            return sgd_update(params, grads, self.lr)
+        b1, b2 = self.betas
+        self.t += 1
+        out = {}
+        for k in params:
+            g = grads[k]
+            self.m[k] = b1 * self.m.get(k, torch.zeros_like(g)) + (1 - b1) * g
+            self.v[k] = b2 * self.v.get(k, torch.zeros_like(g)) + (1 - b2) * g * g
+            m_hat = self.m[k] / (1 - b1 ** self.t)
+            v_hat = self.v[k] / (1 - b2 ** self.t)
+            out[k] = params[k] - self.lr * m_hat / (v_hat.sqrt() + self.eps)
+        return out
+
+
+# -------------------------------------------------------------- task figures and trace
+def task_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Cross-entropy of logits (n, n_way) vs labels (n,), or MSE of (n, 1) outputs vs (n, 1)."""
+    if task == "regression":
+        return F.mse_loss(out.reshape(-1), y.reshape(-1).to(out))
+    return F.cross_entropy(out, y)
+
+
+def to_probs(out: torch.Tensor, task: str) -> torch.Tensor:
+    """Class probabilities (n, n_way) from logits; regression outputs pass as (n, 1)."""
+    return out if task == "regression" else out.softmax(-1)
+
+
+def query_metrics(out: torch.Tensor, episode: Episode) -> dict[str, float]:
+    """Loss and accuracy (or MSE) on the query set from outputs (n_q, out)."""
+    m = episode_metrics(to_probs(out.detach(), episode.task), episode, "query")
+    return {k: v for k, v in m.items() if k in ("loss", "accuracy", "mse")}
+
+
+def flat_norm(tensors) -> float:
+    """Euclidean norm of all the given tensors taken as one vector (float64 sum)."""
+    return float(torch.sqrt(sum((t.detach().double() ** 2).sum() for t in tensors)))
+
+
+def regression_curve(predict: Callable[[torch.Tensor], torch.Tensor], device,
+                     dtype: torch.dtype = torch.float32) -> dict[str, np.ndarray]:
+    """``curve_x``/``curve_y`` (CURVE_POINTS,) over the sinusoid's input range, for the trace."""
+    grid = torch.linspace(*Sinusoid.x_range, CURVE_POINTS, device=device, dtype=dtype).view(-1, 1)
+    with torch.no_grad():
+        y = predict(grid).reshape(-1)
+    return {"curve_x": to_numpy(grid.view(-1)), "curve_y": to_numpy(y)}
+
+
+def step_label(step: int, what: str = "step") -> str:
+    """"before adaptation" for step 0, else e.g. "inner step 3"."""
+    return "before adaptation" if step == 0 else f"{what} {step}"
+
+
+def output_trace_step(step: int, label: str, episode: Episode, s_out: torch.Tensor, q_out: torch.Tensor,
+                      s_emb: torch.Tensor | None, q_emb: torch.Tensor | None,
+                      extras: dict | None = None) -> TraceStep:
+    """A trace step from support/query outputs (logits (n, n_way) or (n, 1) predictions)."""
+    task = episode.task
+    return trace_step(step, label, episode, to_probs(q_out.detach(), task), to_probs(s_out.detach(), task),
+                      support_emb=s_emb, query_emb=q_emb, extras=extras)

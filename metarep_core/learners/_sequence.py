@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..episodes import Episode
 from ..errors import MetaRepError
-from .base import Adapted, MetaLearner, TraceStep, episode_metrics, to_numpy
+from .base import Adapted, MetaLearner, TraceStep, to_numpy, trace_step
 
 
 def support_order(episode: Episode) -> torch.Tensor:
@@ -167,7 +167,6 @@ class SequenceMemoryLearner(MetaLearner):
         trace = []
         for t, state in enumerate(states):
             probs = torch.softmax(self.core.read(state, q_e)[0], -1)
-            m = episode_metrics(probs, episode)
             extras = {}
             if t > 0:
                 info = infos[t - 1]
@@ -189,9 +188,8 @@ class SequenceMemoryLearner(MetaLearner):
             else:
                 label = f"label step: last label ({names[int(sy[T - 1])]}) shown, nothing new"
             seen = min(t, T)
-            trace.append(TraceStep(
-                step=t, label=label,
-                support_accuracy=None if seen == 0 else online_correct[:seen].mean().item(),
-                query_loss=m["loss"], query_accuracy=m["accuracy"], query_probs=to_numpy(probs),
-                support_emb=s_emb, query_emb=q_emb, extras=extras))
+            # the support figure is the online accuracy of the streamed predictions so far
+            trace.append(trace_step(
+                t, label, episode, probs, support_emb=s_emb, query_emb=q_emb, extras=extras,
+                support_accuracy=None if seen == 0 else online_correct[:seen].mean().item()))
         return trace

@@ -30,7 +30,7 @@ from ..backbones import make_backbone
 from ..episodes import Episode
 from . import register
 from ._bayes import entropy, gaussian_kl, logit_samples, predictive, predictive_nll, weight_samples
-from .base import Adapted, HyperParam, MetaLearner, TraceStep, episode_metrics, to_numpy
+from .base import Adapted, HyperParam, MetaLearner, TraceStep, trace_step
 
 
 @register
@@ -139,14 +139,11 @@ class ABML(MetaLearner):
             g = torch.Generator().manual_seed(int(episode.seed))
             q_probs = predictive(logit_samples(q_emb, mean, logvar, self.hp["test_samples"], g))
             s_probs = predictive(logit_samples(s_emb, mean, logvar, self.hp["test_samples"], g))
-            qm, sm = episode_metrics(q_probs, episode), episode_metrics(s_probs, episode, "support")
-            trace.append(TraceStep(
-                step=k, label="prior (before adaptation)" if k == 0 else f"inner step {k}",
-                support_loss=sm["loss"], support_accuracy=sm["accuracy"], query_loss=qm["loss"],
-                query_accuracy=qm["accuracy"], query_probs=to_numpy(q_probs),
-                support_emb=to_numpy(s_emb), query_emb=to_numpy(q_emb),
-                extras={"uncertainty": to_numpy(entropy(q_probs)),
-                        "posterior_mean": to_numpy(mean[:, :-1]),
-                        "posterior_std": to_numpy((0.5 * logvar[:, :-1]).exp()),
-                        "weight_samples": to_numpy(weight_samples(mean, logvar, 4, g))}))
+            trace.append(trace_step(
+                k, "prior (before adaptation)" if k == 0 else f"inner step {k}", episode, q_probs, s_probs,
+                support_emb=s_emb, query_emb=q_emb,
+                extras={"uncertainty": entropy(q_probs),
+                        "posterior_mean": mean[:, :-1],
+                        "posterior_std": (0.5 * logvar[:, :-1]).exp(),
+                        "weight_samples": weight_samples(mean, logvar, 4, g)}))
         return trace

@@ -29,8 +29,8 @@ import torch
 
 from ..episodes import Episode
 from . import register
-from ._functional import functional_forward, inner_adapt
-from ._gbml import BodyHead, flat_norm, query_metrics, regression_curve, task_loss, trace_step
+from ._functional import (BodyHead, flat_norm, functional_forward, inner_adapt, output_trace_step,
+                          query_metrics, regression_curve, step_label, task_loss)
 from .base import Adapted, HyperParam, MetaLearner
 
 
@@ -46,7 +46,8 @@ class ANIL(MetaLearner):
         HyperParam("meta_batch", 4, "int", 1, 32, help="tasks per meta-update"),
         HyperParam("inner_steps", 5, "int", 1, 100, help="inner SGD steps on the head in meta-training"),
         HyperParam("eval_steps", 10, "int", 1, 200, help="inner SGD steps on the head at test time"),
-        HyperParam("inner_lr", 0.4, "float", 1e-4, 5.0, log=True, help="inner-loop (head) learning rate (regression default: 0.01)"),
+        HyperParam("inner_lr", 0.4, "float", 1e-4, 5.0, log=True, per_task={"regression": 0.01},
+                   help="inner-loop (head) learning rate (regression default: 0.01)"),
         HyperParam("first_order", False, "bool", help="drop the second-order terms of the head steps"),
         HyperParam("hidden", 64, "int", 8, 128, help="channels of the Conv-4 body"),
     )
@@ -56,9 +57,6 @@ class ANIL(MetaLearner):
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
         super().__init__(input_shape, n_way, task, **hp)
-        if task == "regression" and "inner_lr" not in hp:
-            # the image default would diverge on the sinusoid's MSE (MAML uses 0.01 there)
-            self.hp["inner_lr"] = 0.01
         self.net = BodyHead(self.input_shape, 1 if task == "regression" else self.n_way, self.hp["hidden"])
 
     def _loss(self, out, y):
@@ -112,7 +110,7 @@ class ANIL(MetaLearner):
                 if self.task == "regression":
                     extras.update(regression_curve(
                         lambda g: functional_forward(head_fwd, fast, {}, self.net.body(g)), fs.device))
-                trace.append(trace_step(t, "before adaptation" if t == 0 else f"head step {t}",
+                trace.append(output_trace_step(t, step_label(t, "head step"),
                                         episode, s_out, q_out, fs, fq, extras))
 
         if record:

@@ -20,7 +20,10 @@ from ..errors import MetaRepError
 
 FAMILIES = ("optimization", "metric", "memory", "generation")
 
-# Capabilities a learner may declare; pages pick their views from these.
+# Capabilities a learner may declare. They are metadata (``algorithms --json``, the
+# CLI listing) and a promise about the trace that tests/test_learner_contract.py
+# checks for every registered learner; the app itself draws whatever the trace
+# carries (TraceStep fields and ``extras`` keys), not these names.
 CAPABILITIES = {
     "prototypes",     # trace steps carry class prototypes in embedding space
     "inner_loop",     # adaptation is gradient steps; trace = one entry per step
@@ -34,9 +37,23 @@ CAPABILITIES = {
 }
 
 
+TASKS = ("classification", "regression")
+
+# Hyper-parameters renamed since checkpoints were first shipped: old name -> new name.
+# Checkpoint metadata (and scripts) written with an old name keep loading; the learner
+# then reports the new name. MAML called its test-time step count ``test_inner_steps``
+# while Reptile, iMAML and ANIL call it ``eval_steps``.
+RENAMED_HYPERPARAMS = {"test_inner_steps": "eval_steps"}
+
+
 @dataclass(frozen=True)
 class HyperParam:
-    """A declared hyper-parameter: the app builds its control, the CLI its flag."""
+    """A declared hyper-parameter: the app builds its control, the CLI its flag.
+
+    ``per_task`` overrides ``default`` for some task families, e.g.
+    ``per_task={"regression": 0.01}`` for an inner learning rate that suits images
+    but diverges on the sinusoid's MSE; :meth:`default_for` resolves it.
+    """
 
     name: str
     default: Any
@@ -46,6 +63,11 @@ class HyperParam:
     choices: tuple = ()
     log: bool = False            # a log-scale slider suits learning rates
     help: str = ""
+    per_task: dict = field(default_factory=dict, hash=False)
+
+    def default_for(self, task: str) -> Any:
+        """The default value for a learner built for ``task``."""
+        return self.per_task.get(task, self.default)
 
     def validate(self, value: Any) -> Any:
         """Return ``value`` converted to this parameter's type, or raise MetaRepError."""
@@ -81,6 +103,7 @@ class HyperParam:
     def to_json(self) -> dict:
         d = asdict(self)
         d["choices"] = list(self.choices)
+        d["per_task"] = dict(self.per_task)
         return d
 
 
@@ -117,6 +140,46 @@ class TraceStep:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def trace_step(step: int, label: str, episode: Episode, query_probs: torch.Tensor | None,
+               support_probs: torch.Tensor | None = None, *, support_y: torch.Tensor | None = None,
+               support_emb: torch.Tensor | None = None, query_emb: torch.Tensor | None = None,
+               prototypes: torch.Tensor | None = None, extras: dict[str, Any] | None = None,
+               **figures: float | None) -> TraceStep:
+    """The one way to build a :class:`TraceStep`: scores become numpy arrays and figures.
+
+    ``query_probs``: (n_q, n_way) class probabilities, or regression predictions
+    (n_q,) / (n_q, 1); query loss and accuracy (MSE) are taken against
+    ``episode.query_y``. ``support_probs`` (n_s', n_way) likewise against
+    ``support_y`` (default ``episode.support_y``; pass the labels of the shots used
+    when only some are). ``support_emb`` (n_s, d), ``query_emb`` (n_q, d),
+    ``prototypes`` (n_way, d) and ``extras`` values may be tensors or arrays.
+    ``figures`` (``support_loss=``, ``support_accuracy=``, ...) set or override a
+    figure directly, for learners whose figures are not those of a probability table.
+    """
+    out = TraceStep(step=step, label=label)
+    regression = episode.is_regression
+    if query_probs is not None:
+        q = _metrics(query_probs, episode.query_y, regression)
+        out.query_loss, out.query_accuracy = q["loss"], q.get("accuracy")
+        out.query_probs = to_numpy(query_probs.reshape(-1) if regression else query_probs)
+    if support_probs is not None:
+        s = _metrics(support_probs, episode.support_y if support_y is None else support_y, regression)
+        out.support_loss, out.support_accuracy = s["loss"], s.get("accuracy")
+    out.support_emb, out.query_emb = _as_numpy(support_emb), _as_numpy(query_emb)
+    out.prototypes = _as_numpy(prototypes)
+    out.extras = {k: _as_numpy(v) for k, v in (extras or {}).items()}
+    for name, value in figures.items():
+        if not hasattr(out, name):
+            raise TypeError(f"TraceStep has no field {name!r}")
+        setattr(out, name, value)
+    return out
+
+
+def shots_label(k: int) -> str:
+    """The label of a trace step that uses ``k`` shots of each class."""
+    return f"{k} shot" + ("" if k == 1 else "s")
+
+
 class Adapted:
     """A learner adapted to one support set.
 
@@ -149,16 +212,27 @@ def to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().float().cpu().numpy()
 
 
-def episode_metrics(probs_or_pred: torch.Tensor, episode: Episode, which: str = "query") -> dict:
-    """Loss and accuracy (or MSE) of predictions on the episode's support or query set."""
-    y = episode.query_y if which == "query" else episode.support_y
-    if episode.is_regression:
+def _as_numpy(v):
+    return to_numpy(v) if isinstance(v, torch.Tensor) else v
+
+
+def _metrics(probs_or_pred: torch.Tensor, y: torch.Tensor, regression: bool) -> dict:
+    if regression:
         mse = torch.mean((probs_or_pred.reshape(-1) - y.reshape(-1).to(probs_or_pred)) ** 2).item()
         return {"loss": mse, "mse": mse}
     y = y.to(probs_or_pred.device)
     nll = -torch.log(probs_or_pred.clamp_min(1e-12)).gather(1, y.view(-1, 1)).mean().item()
     acc = (probs_or_pred.argmax(1) == y).float().mean().item()
     return {"loss": nll, "accuracy": acc}
+
+
+def episode_metrics(probs_or_pred: torch.Tensor, episode: Episode, which: str = "query") -> dict:
+    """Loss and accuracy (or MSE) of predictions on the episode's support or query set.
+
+    ``probs_or_pred``: (n, n_way) class probabilities, or (n,) / (n, 1) predictions.
+    """
+    y = episode.query_y if which == "query" else episode.support_y
+    return _metrics(probs_or_pred, y, episode.is_regression)
 
 
 class MetaLearner(nn.Module):
@@ -189,7 +263,7 @@ class MetaLearner(nn.Module):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_way = int(n_way)
         self.task = task
-        self.hp = self.validate_hyperparams(hp)
+        self.hp = self.validate_hyperparams(hp, task)
         self._optimizer: torch.optim.Optimizer | None = None
 
     # ----------------------------------------------------------------- metadata
@@ -199,13 +273,23 @@ class MetaLearner(nn.Module):
         return tuple(h for h in COMMON_HYPERPARAMS if h.name not in own) + tuple(cls.hyperparams)
 
     @classmethod
-    def validate_hyperparams(cls, hp: dict) -> dict:
+    def validate_hyperparams(cls, hp: dict, task: str = "classification") -> dict:
+        """Every declared hyper-parameter, validated: given values converted and
+        range-checked, missing ones at their default for ``task``. Old names in
+        ``RENAMED_HYPERPARAMS`` are accepted (checkpoints made before a rename)."""
         declared = {h.name: h for h in cls.all_hyperparams()}
+        hp = dict(hp)
+        for old, new in RENAMED_HYPERPARAMS.items():
+            if old in hp and old not in declared and new in declared:
+                if new in hp:
+                    raise MetaRepError(f"{old!r} is the old name of {new!r}; give only {new!r}")
+                hp[new] = hp.pop(old)
         unknown = sorted(set(hp) - set(declared))
         if unknown:
             raise MetaRepError(
                 f"unknown hyper-parameter {unknown[0]!r} for {cls.name}; allowed: {', '.join(declared)}")
-        return {name: h.validate(hp.get(name, h.default)) for name, h in declared.items()}
+        return {name: h.validate(hp[name] if name in hp else h.default_for(task))
+                for name, h in declared.items()}
 
     @classmethod
     def metadata(cls) -> dict:
@@ -232,6 +316,11 @@ class MetaLearner(nn.Module):
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.parameters(), lr=self.hp["meta_lr"])
         return self._optimizer
+
+    def reset_optimizer(self) -> None:
+        """Forget the outer optimizer's state (Adam's moments); the next meta-step
+        starts a fresh one. Used after rolling the weights back (a non-finite loss)."""
+        self._optimizer = None
 
     # ----------------------------------------------------------------- contract
     def meta_step(self, episodes: list[Episode]) -> dict[str, float]:

@@ -26,8 +26,8 @@ import torch
 
 from ..episodes import Episode
 from . import register
-from ._gbml import (BodyHead, embed_with, flat_norm, fwd, params_of, query_metrics,
-                    regression_curve, task_loss, trace_step)
+from ._functional import (BodyHead, detached_params, flat_norm, output_trace_step, query_metrics,
+                          regression_curve, split_state, step_label, task_loss)
 from ._implicit import implicit_meta_gradient, proximal_inner
 from .base import Adapted, HyperParam, MetaLearner
 
@@ -45,7 +45,7 @@ class IMAML(MetaLearner):
                    help="proximal regularisation lambda: pull of phi toward theta"),
         HyperParam("inner_steps", 10, "int", 1, 100, help="gradient steps on the proximal inner problem"),
         HyperParam("eval_steps", 10, "int", 1, 200, help="inner steps when adapting at test time"),
-        HyperParam("inner_lr", 0.1, "float", 1e-4, 2.0, log=True,
+        HyperParam("inner_lr", 0.1, "float", 1e-4, 2.0, log=True, per_task={"regression": 0.01},
                    help="inner-loop learning rate (regression default: 0.01)"),
         HyperParam("cg_steps", 5, "int", 1, 50, help="conjugate-gradient iterations for the implicit gradient"),
         HyperParam("hidden", 64, "int", 8, 128, help="channels of the Conv-4 body"),
@@ -56,13 +56,10 @@ class IMAML(MetaLearner):
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
         super().__init__(input_shape, n_way, task, **hp)
-        if task == "regression" and "inner_lr" not in hp:
-            # the image default would diverge on the sinusoid's MSE (MAML uses 0.01 there)
-            self.hp["inner_lr"] = 0.01
         self.net = BodyHead(self.input_shape, 1 if task == "regression" else self.n_way, self.hp["hidden"])
 
     def _loss_fn(self, x, y):
-        return lambda phi: task_loss(fwd(self.net, phi, x), y, self.task)
+        return lambda phi: task_loss(self.net.output(phi, x), y, self.task)
 
     def meta_step(self, episodes: list[Episode]) -> dict[str, float]:
         theta = dict(self.net.named_parameters())
@@ -76,7 +73,7 @@ class IMAML(MetaLearner):
             for k in meta_grad:
                 meta_grad[k] += g[k] / len(episodes)
             with torch.no_grad():
-                m = query_metrics(fwd(self.net, phi, ep.query_x), ep)
+                m = query_metrics(self.net.output(phi, ep.query_x), ep)
             losses.append(m["loss"])
             accs.append(m.get("accuracy", 0.0))
             res.append(residuals[-1] / max(residuals[0], 1e-12))
@@ -90,7 +87,7 @@ class IMAML(MetaLearner):
         return out
 
     def adapt(self, episode: Episode, record: bool = False) -> Adapted:
-        theta = params_of(self.net)
+        theta = detached_params(split_state(self.net)[0])
         lam = self.hp["lam"]
         trace = [] if record else None
         dist: list[float] = []
@@ -101,18 +98,18 @@ class IMAML(MetaLearner):
             with torch.no_grad():
                 d = flat_norm(phi[k] - theta[k] for k in phi)
                 dist.append(d)
-                s_out, q_out = fwd(self.net, phi, episode.support_x), fwd(self.net, phi, episode.query_x)
+                s_out, q_out = self.net.output(phi, episode.support_x), self.net.output(phi, episode.query_x)
                 extras = {
                     "distance_to_init": torch.tensor(dist).numpy(),
                     # the pull toward theta that the proximal inner problem pays, per step
                     "proximal_term": (0.5 * lam * torch.tensor(dist) ** 2).numpy(),
                 }
                 if self.task == "regression":
-                    extras.update(regression_curve(lambda g: fwd(self.net, phi, g), g_dev))
-                trace.append(trace_step(
-                    t, "before adaptation" if t == 0 else f"proximal step {t}", episode, s_out, q_out,
-                    embed_with(self.net, phi, episode.support_x),
-                    embed_with(self.net, phi, episode.query_x), extras))
+                    extras.update(regression_curve(lambda g: self.net.output(phi, g), g_dev))
+                trace.append(output_trace_step(
+                    t, step_label(t, "proximal step"), episode, s_out, q_out,
+                    self.net.embed(phi, episode.support_x),
+                    self.net.embed(phi, episode.query_x), extras))
 
         with torch.enable_grad():
             phi = proximal_inner(train_fn, theta, lam, self.hp["eval_steps"], self.hp["inner_lr"],
@@ -126,10 +123,10 @@ class IMAML(MetaLearner):
         net, task = self.net, self.task
 
         def predict(x):
-            out = fwd(net, phi, x)
+            out = net.output(phi, x)
             return out if task == "regression" else out.softmax(-1)
 
-        return Adapted(predict, lambda x: embed_with(net, phi, x), trace)
+        return Adapted(predict, lambda x: net.embed(phi, x), trace)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -16,32 +16,29 @@ meta-training and at test time.
 
 Trace (capability "inner_loop"): ``adapt(record=True)`` gives step 0 (before
 adaptation, the meta-learned weights) then one step per inner SGD step
-(``test_inner_steps`` of them), each with support/query loss and accuracy, query
+(``eval_steps`` of them), each with support/query loss and accuracy, query
 probabilities (regression: predictions (n_q,)), and the penultimate features of
 support and query under the weights of that step. Regression steps add
-``extras["curve_x"]``/``["curve_y"]``: the model's curve on 100 points of [-5, 5].
+``extras["curve_x"]``/``["curve_y"]``: the model's curve on 100 points of the
+sinusoid's input range [-5, 5].
+
+The inner-loop math (functional forward, SGD steps) is :mod:`._functional`, shared
+with Reptile, iMAML and ANIL.
 """
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import MLP, Conv4
 from ..episodes import Episode
 from . import register
 from ._conv4_fast import conv4_forward
-from ._functional import detached_params, functional_forward, inner_adapt, split_state
-from .base import Adapted, HyperParam, MetaLearner, TraceStep, episode_metrics, to_numpy
-
-# The paper's inner learning rates: 0.4 for Omniglot-like images with Conv-4, 0.01 for
-# the sinusoid. One declared default cannot be both, so regression uses 0.01 unless
-# inner_lr is given explicitly.
-REGRESSION_INNER_LR = 0.01
-CURVE_POINTS = 100
-CURVE_RANGE = (-5.0, 5.0)
+from ._functional import (detached_params, functional_forward, inner_adapt, output_trace_step,
+                          regression_curve, split_state, step_label, task_loss, to_probs)
+from .base import Adapted, HyperParam, MetaLearner, TraceStep
 
 
 class MamlNet(nn.Module):
@@ -80,10 +77,11 @@ class MAML(MetaLearner):
     hyperparams = (
         HyperParam("meta_batch", 4, "int", 1, 32, help="tasks per meta-update"),
         HyperParam("inner_steps", 5, "int", 1, 50, help="inner SGD steps during meta-training"),
-        HyperParam("test_inner_steps", 10, "int", 0, 100, help="inner SGD steps when adapting to a new task"),
-        HyperParam("inner_lr", 0.4, "float", 1e-4, 2.0, log=True,
-                   help="inner-loop SGD step size (0.4 suits Conv-4 on images; regression uses "
-                        "0.01 unless set)"),
+        HyperParam("eval_steps", 10, "int", 0, 100, help="inner SGD steps when adapting to a new task"),
+        # the paper's inner learning rates: 0.4 for Omniglot-like images with Conv-4,
+        # 0.01 for the sinusoid
+        HyperParam("inner_lr", 0.4, "float", 1e-4, 2.0, log=True, per_task={"regression": 0.01},
+                   help="inner-loop SGD step size (0.4 suits Conv-4 on images; regression default: 0.01)"),
         HyperParam("first_order", False, "bool",
                    help="first-order MAML: ignore the second derivatives through the inner loop"),
     )
@@ -92,8 +90,6 @@ class MAML(MetaLearner):
     order = 10
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
-        if task == "regression" and "inner_lr" not in hp:
-            hp["inner_lr"] = REGRESSION_INNER_LR
         super().__init__(input_shape, n_way, task, **hp)
         hidden = (40, 40) if task == "regression" else (64, 64)
         self.net = MamlNet(self.input_shape, 1 if task == "regression" else self.n_way, hidden)
@@ -101,9 +97,7 @@ class MAML(MetaLearner):
     # ------------------------------------------------------------------ pieces
     def loss_fn(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of logits (n, n_way) vs labels (n,), or MSE of (n, 1) vs (n, 1)."""
-        if self.task == "regression":
-            return F.mse_loss(out, y.view_as(out))
-        return F.cross_entropy(out, y)
+        return task_loss(out, y, self.task)
 
     def _adapt_params(self, episode: Episode, params, steps: int, create_graph: bool, callback=None):
         _, buffers = split_state(self.net)
@@ -115,7 +109,7 @@ class MAML(MetaLearner):
         return functional_forward(self.net, params, buffers, x, return_features=return_features)
 
     def _scores(self, out: torch.Tensor) -> torch.Tensor:
-        return out if self.task == "regression" else torch.softmax(out, dim=1)
+        return to_probs(out, self.task)
 
     # ------------------------------------------------------------ meta-training
     def accumulate_meta_gradient(self, episodes: list[Episode]) -> dict[str, float]:
@@ -179,7 +173,7 @@ class MAML(MetaLearner):
             return self.net(x, return_features=True)[1]
 
     def adapt(self, episode: Episode, record: bool = False) -> Adapted:
-        """``test_inner_steps`` SGD steps on the support loss from the meta-learned weights.
+        """``eval_steps`` SGD steps on the support loss from the meta-learned weights.
 
         Nothing reaches the meta-parameters: adaptation starts from detached copies
         and needs only first derivatives (no graph through the inner steps).
@@ -194,7 +188,7 @@ class MAML(MetaLearner):
 
         # evaluate_episode runs under no_grad; the inner loop needs gradients
         with torch.enable_grad():
-            fast = self._adapt_params(episode, start, self.hp["test_inner_steps"], False,
+            fast = self._adapt_params(episode, start, self.hp["eval_steps"], False,
                                       callback if record else None)
         fast = {n: p.detach() for n, p in fast.items()}
 
@@ -210,19 +204,7 @@ class MAML(MetaLearner):
     def _trace_step(self, step: int, params, episode: Episode) -> TraceStep:
         s_out, s_emb = self._forward(params, episode.support_x, return_features=True)
         q_out, q_emb = self._forward(params, episode.query_x, return_features=True)
-        s = episode_metrics(self._scores(s_out), episode, "support")
-        q = episode_metrics(self._scores(q_out), episode, "query")
         extras = {}
         if self.task == "regression":
-            grid = torch.linspace(*CURVE_RANGE, CURVE_POINTS, device=q_out.device, dtype=q_out.dtype)
-            curve = self._forward(params, grid.view(-1, 1))
-            extras = {"curve_x": to_numpy(grid), "curve_y": to_numpy(curve.view(-1))}
-            q_scores = q_out.view(-1)
-        else:
-            q_scores = torch.softmax(q_out, dim=1)
-        return TraceStep(
-            step=step, label="before adaptation" if step == 0 else f"step {step}",
-            support_loss=s["loss"], support_accuracy=s.get("accuracy"),
-            query_loss=q["loss"], query_accuracy=q.get("accuracy"),
-            query_probs=to_numpy(q_scores), support_emb=to_numpy(s_emb),
-            query_emb=to_numpy(q_emb), extras=extras)
+            extras = regression_curve(lambda g: self._forward(params, g), q_out.device, q_out.dtype)
+        return output_trace_step(step, step_label(step), episode, s_out, q_out, s_emb, q_emb, extras)

@@ -26,9 +26,9 @@ e / (e + 4/e) = 0.65, starts almost uniform and trains slowly — on glyphs 5-wa
 Set ``cosine_scale`` = 1 for the paper's exact form. Batch norm uses running
 statistics at adaptation, as ProtoNet does.
 
-Trace (capabilities "attention", "shots_trace"): one step per shot added to every
-class (step k uses the first k shots; no step 0), ``extras["attention"]``
-(n_q, n_way * k).
+Trace (capabilities "attention", "shots_trace"): the metric family's per-shot trace
+(:mod:`._metric`; step k uses the first k shots of each class), with
+``extras["attention"]`` (n_q, n_way * k).
 """
 from __future__ import annotations
 
@@ -37,11 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import make_backbone
-from ..episodes import Episode
 from . import register
-from ._gbml import trace_step
-from .base import Adapted, HyperParam, MetaLearner
-from ._metric import eval_mode, first_shots
+from ._metric import MetricLearner
+from .base import HyperParam
 
 
 def attention(query_emb: torch.Tensor, support_emb: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -83,10 +81,9 @@ class FullContext(nn.Module):
 
 
 @register
-class MatchingNetworks(MetaLearner):
+class MatchingNetworks(MetricLearner):
     name = "matching"
     title = "Matching Networks"
-    family = "metric"
     paper = "Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra 2016, Matching Networks for One Shot Learning"
     summary = "cosine attention over the support set; a query's label is the attention-weighted vote"
     hyperparams = (
@@ -97,7 +94,6 @@ class MatchingNetworks(MetaLearner):
         HyperParam("hidden", 64, "int", 8, 128, help="channels of the Conv-4 body"),
     )
     capabilities = frozenset({"attention", "shots_trace"})
-    tasks = frozenset({"classification"})
     order = 50
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
@@ -112,56 +108,17 @@ class MatchingNetworks(MetaLearner):
         g = self.context.support(support_emb)
         return g, self.context.query(query_emb, g)
 
-    def _probs(self, support_emb, support_y, query_emb, n_way):
+    def score(self, support_emb, support_y, query_emb, n_way):
+        """The attention-weighted label vote (n_q, n_way) — already probabilities — and
+        ``attention`` (n_q, n_s)."""
         g, f = self._contextual(support_emb, query_emb)
         attn = attention(f, g, self.hp["cosine_scale"])
-        return label_probs(attn, support_y, n_way), attn
+        return label_probs(attn, support_y, n_way), {"attention": attn}
 
-    def meta_step(self, episodes: list[Episode]) -> dict[str, float]:
-        self.train()
-        xs = [ep.support_x for ep in episodes] + [ep.query_x for ep in episodes]
-        parts = torch.split(self.backbone(torch.cat(xs)), [x.shape[0] for x in xs])
-        n = len(episodes)
-        loss, correct, total = 0.0, 0, 0
-        for i, ep in enumerate(episodes):
-            probs, _ = self._probs(parts[i], ep.support_y, parts[n + i], ep.n_way)
-            loss = loss + F.nll_loss(probs.clamp_min(1e-8).log(), ep.query_y)
-            correct += int((probs.argmax(1) == ep.query_y).sum())
-            total += ep.query_y.numel()
-        loss = loss / n
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": float(loss.detach()), "accuracy": correct / total}
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores  # the vote is a distribution already
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The context-free embedding g'(x): (n, d)."""
-        with torch.no_grad(), eval_mode(self.backbone):
-            return self.backbone(x)
-
-    def adapt(self, episode: Episode, record: bool = False) -> Adapted:
-        with torch.no_grad(), eval_mode(self):
-            support_emb = self.embed(episode.support_x)
-            support_y, n_way = episode.support_y, episode.n_way
-            g = self.context.support(support_emb) if self.context is not None else support_emb
-
-            def predict(x):
-                with torch.no_grad():
-                    f = self.embed(x)
-                    if self.context is not None:
-                        f = self.context.query(f, g)
-                    return label_probs(attention(f, g, self.hp["cosine_scale"]), support_y, n_way)
-
-            trace = None
-            if record:
-                query_emb = self.embed(episode.query_x)
-                trace = []
-                for k in range(1, episode.k_shot + 1):
-                    used = first_shots(support_y, k)
-                    q_probs, attn = self._probs(support_emb[used], support_y[used], query_emb, n_way)
-                    s_probs, _ = self._probs(support_emb[used], support_y[used], support_emb[used], n_way)
-                    step = trace_step(k, f"{k} shot" + ("" if k == 1 else "s"), episode.with_shots(k),
-                                      s_probs.clamp_min(1e-8).log(), q_probs.clamp_min(1e-8).log(),
-                                      support_emb, query_emb, {"attention": attn.cpu().numpy()})
-                    trace.append(step)
-        return Adapted(predict, self.embed, trace)
+    def episode_loss(self, support_emb, support_y, query_emb, query_y, n_way):
+        """The query negative log-likelihood of the vote."""
+        probs, _ = self.score(support_emb, support_y, query_emb, n_way)
+        return F.nll_loss(probs.clamp_min(1e-8).log(), query_y), probs

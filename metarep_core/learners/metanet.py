@@ -36,7 +36,7 @@ from ..episodes import Episode
 from . import register
 from ._memory import cosine_similarity
 from ._sequence import support_order
-from .base import Adapted, HyperParam, MetaLearner, TraceStep, episode_metrics, to_numpy
+from .base import Adapted, HyperParam, MetaLearner, TraceStep, trace_step
 
 
 def output_layer_gradients(emb: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
@@ -153,14 +153,10 @@ class MetaNetworks(MetaLearner):
                 q_logits, att = self.logits(q_emb, s_emb, fast, mask.unsqueeze(0))
                 s_logits, _ = self.logits(s_emb, s_emb, fast, mask.unsqueeze(0))
             q_probs, s_probs = torch.softmax(q_logits, -1), torch.softmax(s_logits, -1)
-            qm, sm = episode_metrics(q_probs, episode), episode_metrics(s_probs, episode, "support")
             i = int(order[k - 1]) if k else None
             label = ("before any support example (slow weights only)" if k == 0 else
                      f"stored fast weights of support {k}/{n_s} (class {episode.class_names[int(episode.support_y[i])]})")
-            trace.append(TraceStep(
-                step=k, label=label, support_loss=sm["loss"], support_accuracy=sm["accuracy"],
-                query_loss=qm["loss"], query_accuracy=qm["accuracy"], query_probs=to_numpy(q_probs),
-                support_emb=to_numpy(s_emb), query_emb=to_numpy(q_emb),
-                extras={"attention": to_numpy(att),
-                        "fast_weight_norm": to_numpy(norms * mask.float())}))
+            trace.append(trace_step(
+                k, label, episode, q_probs, s_probs, support_emb=s_emb, query_emb=q_emb,
+                extras={"attention": att, "fast_weight_norm": norms * mask.float()}))
         return trace

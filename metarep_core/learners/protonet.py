@@ -7,26 +7,19 @@ learns the embedding (Conv-4 for images, an MLP for vectors) end to end with the
 query cross-entropy; adaptation is only "compute the prototypes", so it needs no
 gradient step.
 
-Trace (capability "shots_trace"): ``adapt(record=True)`` gives one step per shot
-added to every class: step ``k`` (k = 1..k_shot, label "1 shot", "2 shots", ...)
-uses the first ``k`` shots of each class. There is no step 0: with no shot there
-is no prototype, hence nothing to draw. ``support_emb`` always holds the whole
-support set (rows aligned with ``episode.support_y``), so its shape is the same at
-every step; ``support_loss``/``support_accuracy`` are on the shots used at that
-step. Embeddings are taken in eval mode (batch-norm running statistics), so an
-example's embedding does not depend on the rest of its batch.
+Trace (capabilities "prototypes", "shots_trace"): the metric family's per-shot
+trace (:mod:`._metric`), with the prototypes of the shots used at each step.
+Embeddings are taken in eval mode (batch-norm running statistics), with batch norm
+folded into the convolutions (:class:`._conv4_fast.FusedEval`).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..backbones import make_backbone
-from ..episodes import Episode
 from . import register
-from .base import Adapted, MetaLearner, TraceStep, episode_metrics, to_numpy
 from ._conv4_fast import FusedEval, conv4_forward
-from ._metric import first_shots
+from ._metric import MetricLearner
 
 
 def class_prototypes(support_emb: torch.Tensor, support_y: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -43,15 +36,13 @@ def prototype_logits(query_emb: torch.Tensor, prototypes: torch.Tensor) -> torch
 
 
 @register
-class ProtoNet(MetaLearner):
+class ProtoNet(MetricLearner):
     name = "protonet"
     title = "Prototypical Networks"
-    family = "metric"
     paper = "Snell, Swersky & Zemel 2017, Prototypical Networks for Few-shot Learning"
     summary = "classes are the mean embeddings of their shots; queries go to the nearest prototype"
     hyperparams = ()
     capabilities = frozenset({"prototypes", "shots_trace"})
-    tasks = frozenset({"classification"})
     order = 30
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
@@ -61,75 +52,17 @@ class ProtoNet(MetaLearner):
         # whenever the weights change (adaptation and embedding only; see _conv4_fast)
         self._fused = FusedEval(self.backbone)
 
-    # ------------------------------------------------------------ meta-training
-    def meta_step(self, episodes: list[Episode]) -> dict[str, float]:
-        """One Adam step on the mean query cross-entropy of ``episodes``.
+    def prototypes(self, support_emb, support_y, n_way):
+        return class_prototypes(support_emb, support_y, n_way)
 
-        Every support and query example of the batch goes through the backbone in
-        ONE forward pass (batch-norm statistics over all of them), which is faster
-        than separate support and query passes.
-        """
-        self.train()
-        xs = [ep.support_x for ep in episodes] + [ep.query_x for ep in episodes]
-        z = conv4_forward(self.backbone, torch.cat(xs))
-        sizes = [x.shape[0] for x in xs]
-        parts = torch.split(z, sizes)
-        n = len(episodes)
-        loss, correct, total = 0.0, 0, 0
-        for i, ep in enumerate(episodes):
-            protos = class_prototypes(parts[i], ep.support_y, ep.n_way)
-            logits = prototype_logits(parts[n + i], protos)
-            loss = loss + F.cross_entropy(logits, ep.query_y)
-            correct += (logits.argmax(1) == ep.query_y).sum()
-            total += ep.query_y.numel()
-        loss = loss / n
-        opt = self.optimizer
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": float(loss.detach()), "accuracy": float(correct) / total}
+    def score(self, support_emb, support_y, query_emb, n_way):
+        """Minus squared distances to the prototypes (n_q, n_way); no extras."""
+        return prototype_logits(query_emb, class_prototypes(support_emb, support_y, n_way)), {}
 
-    # -------------------------------------------------------------- adaptation
-    def _embed_eval(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self._fused(x)
+    def train_embed(self, x: torch.Tensor) -> torch.Tensor:
+        return conv4_forward(self.backbone, x)  # = self.backbone(x), faster
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(n, *input_shape) -> (n, d) embeddings, eval mode."""
-        return self._embed_eval(x)
-
-    def adapt(self, episode: Episode, record: bool = False) -> Adapted:
-        """Prototypes of the support set; with ``record`` one trace step per shot."""
-        n_s = episode.support_x.shape[0]
-        if record:
-            z = self._embed_eval(torch.cat([episode.support_x, episode.query_x]))
-            support_emb, query_emb = z[:n_s], z[n_s:]
-        else:
-            support_emb = self._embed_eval(episode.support_x)
-        protos = class_prototypes(support_emb, episode.support_y, episode.n_way)
-
-        def predict(x: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(prototype_logits(self._embed_eval(x), protos), dim=1)
-
-        trace = None
-        if record:
-            trace = [self._trace_step(k, episode, support_emb, query_emb)
-                     for k in range(1, episode.k_shot + 1)]
-        return Adapted(predict, self._embed_eval, trace, protos)
-
-    def _trace_step(self, k: int, episode: Episode, support_emb: torch.Tensor,
-                    query_emb: torch.Tensor) -> TraceStep:
-        used = first_shots(episode.support_y, k)
-        protos = class_prototypes(support_emb[used], episode.support_y[used], episode.n_way)
-        q_probs = torch.softmax(prototype_logits(query_emb, protos), dim=1)
-        s_probs = torch.softmax(prototype_logits(support_emb[used], protos), dim=1)
-        s_y = episode.support_y[used]
-        q = episode_metrics(q_probs, episode, "query")
-        s_acc = (s_probs.argmax(1) == s_y).float().mean().item()
-        s_loss = -torch.log(s_probs.clamp_min(1e-12)).gather(1, s_y.view(-1, 1)).mean().item()
-        return TraceStep(
-            step=k, label=f"{k} shot" + ("" if k == 1 else "s"),
-            support_loss=s_loss, support_accuracy=s_acc,
-            query_loss=q["loss"], query_accuracy=q["accuracy"],
-            query_probs=to_numpy(q_probs), support_emb=to_numpy(support_emb),
-            query_emb=to_numpy(query_emb), prototypes=to_numpy(protos))
+        with torch.no_grad():
+            return self._fused(x)

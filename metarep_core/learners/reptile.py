@@ -29,8 +29,8 @@ import torch
 
 from ..episodes import Episode
 from . import register
-from ._gbml import (BodyHead, InnerOptimizer, embed_with, flat_norm, fwd, params_of,
-                    query_metrics, regression_curve, task_loss, trace_step)
+from ._functional import (BodyHead, InnerOptimizer, detached_params, flat_norm, output_trace_step,
+                          query_metrics, regression_curve, split_state, step_label, task_loss)
 from .base import Adapted, HyperParam, MetaLearner
 
 
@@ -47,7 +47,7 @@ class Reptile(MetaLearner):
         HyperParam("meta_batch", 4, "int", 1, 32, help="tasks per outer update (batched Reptile)"),
         HyperParam("inner_steps", 5, "int", 1, 100, help="inner gradient steps per task in meta-training"),
         HyperParam("eval_steps", 10, "int", 1, 200, help="inner gradient steps when adapting at test time"),
-        HyperParam("inner_lr", 0.1, "float", 1e-5, 2.0, log=True,
+        HyperParam("inner_lr", 0.1, "float", 1e-5, 2.0, log=True, per_task={"regression": 0.01},
                    help="inner-loop learning rate (regression default: 0.01; the paper's Adam used 0.001)"),
         HyperParam("inner_optimizer", "sgd", "choice", choices=("sgd", "adam"),
                    help="inner optimizer: plain SGD, or Adam with beta1 = 0 as in the paper's code"),
@@ -61,9 +61,6 @@ class Reptile(MetaLearner):
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
         super().__init__(input_shape, n_way, task, **hp)
-        if task == "regression" and "inner_lr" not in hp:
-            # the image default would diverge on the sinusoid's MSE (MAML uses 0.01 there)
-            self.hp["inner_lr"] = 0.01
         self.net = BodyHead(self.input_shape, 1 if task == "regression" else self.n_way, self.hp["hidden"])
 
     # ------------------------------------------------------------------ inner loop
@@ -72,12 +69,12 @@ class Reptile(MetaLearner):
 
         ``callback(t, phi)`` is called at t = 0..steps (t = 0 before any step).
         """
-        phi = params_of(self.net, requires_grad=True)
+        phi = detached_params(split_state(self.net)[0])
         opt = InnerOptimizer(self.hp["inner_optimizer"], self.hp["inner_lr"])
         if callback:
             callback(0, phi)
         for t in range(1, steps + 1):
-            loss = task_loss(fwd(self.net, phi, x), y, self.task)
+            loss = task_loss(self.net.output(phi, x), y, self.task)
             grads = dict(zip(phi, torch.autograd.grad(loss, list(phi.values()))))
             with torch.no_grad():
                 phi = opt.step(phi, grads)
@@ -99,7 +96,7 @@ class Reptile(MetaLearner):
                 x, y = ep.support_x, ep.support_y
             phi = self.inner_loop(x, y, self.hp["inner_steps"])
             with torch.no_grad():
-                m = query_metrics(fwd(self.net, phi, ep.query_x), ep)
+                m = query_metrics(self.net.output(phi, ep.query_x), ep)
                 for k in direction:
                     direction[k] += (phi[k] - theta[k]) / len(episodes)
             losses.append(m["loss"])
@@ -115,14 +112,14 @@ class Reptile(MetaLearner):
 
     def adapt(self, episode: Episode, record: bool = False) -> Adapted:
         trace = [] if record else None
-        theta = params_of(self.net)
+        theta = detached_params(split_state(self.net)[0])
         eps = self.hp["meta_lr"]
         dist: list[float] = []
 
         def record_step(t, phi):
             with torch.no_grad():
                 dist.append(flat_norm(phi[k] - theta[k] for k in phi))
-                s_out, q_out = fwd(self.net, phi, episode.support_x), fwd(self.net, phi, episode.query_x)
+                s_out, q_out = self.net.output(phi, episode.support_x), self.net.output(phi, episode.query_x)
                 extras = {
                     # how far the inner loop has moved from the initialisation, per step:
                     # Reptile's outer update is eps times this displacement
@@ -130,11 +127,11 @@ class Reptile(MetaLearner):
                     "outer_step_norm": (eps * torch.tensor(dist)).numpy(),
                 }
                 if self.task == "regression":
-                    extras.update(regression_curve(lambda g: fwd(self.net, phi, g), g_dev))
-                trace.append(trace_step(
-                    t, "before adaptation" if t == 0 else f"inner step {t}", episode, s_out, q_out,
-                    embed_with(self.net, phi, episode.support_x),
-                    embed_with(self.net, phi, episode.query_x), extras))
+                    extras.update(regression_curve(lambda g: self.net.output(phi, g), g_dev))
+                trace.append(output_trace_step(
+                    t, step_label(t, "inner step"), episode, s_out, q_out,
+                    self.net.embed(phi, episode.support_x),
+                    self.net.embed(phi, episode.query_x), extras))
 
         g_dev = episode.support_x.device
         with torch.enable_grad():  # evaluate_episode runs under no_grad
@@ -143,10 +140,10 @@ class Reptile(MetaLearner):
         net, task = self.net, self.task
 
         def predict(x):
-            out = fwd(net, phi, x)
+            out = net.output(phi, x)
             return out if task == "regression" else out.softmax(-1)
 
-        return Adapted(predict, lambda x: embed_with(net, phi, x), trace)
+        return Adapted(predict, lambda x: net.embed(phi, x), trace)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -21,9 +21,10 @@ are left out; the outer optimizer is Adam (``meta_lr``). The weights ``w`` start
 equal and negative (a plain L1 distance) instead of random, which speeds up early
 training.
 
-Trace (capabilities "pairwise", "shots_trace"): one step per shot added to every
-class (step k uses the first k shots; no step 0), with ``extras["similarity"]``
-(n_q, n_way * k) = p(same) of each query with each support example used.
+Trace (capabilities "pairwise", "shots_trace"): the metric family's per-shot trace
+(:mod:`._metric`; step k uses the first k shots of each class), with
+``extras["similarity"]`` (n_q, n_way * k) = p(same) of each query with each support
+example used.
 """
 from __future__ import annotations
 
@@ -32,11 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import make_backbone
-from ..episodes import Episode
 from . import register
-from ._gbml import trace_step
-from .base import Adapted, HyperParam, MetaLearner
-from ._metric import eval_mode, first_shots
+from ._metric import MetricLearner
+from .base import HyperParam
 
 
 def class_scores(pair_logits: torch.Tensor, support_y: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -48,17 +47,15 @@ def class_scores(pair_logits: torch.Tensor, support_y: torch.Tensor, n_way: int)
 
 
 @register
-class Siamese(MetaLearner):
+class Siamese(MetricLearner):
     name = "siamese"
     title = "Siamese Networks"
-    family = "metric"
     paper = "Koch, Zemel & Salakhutdinov 2015, Siamese Neural Networks for One-shot Image Recognition"
     summary = "twin networks score same/different pairs (weighted L1); a query takes its nearest support's class"
     hyperparams = (
         HyperParam("hidden", 64, "int", 8, 128, help="channels of the Conv-4 twin"),
     )
     capabilities = frozenset({"pairwise", "shots_trace"})
-    tasks = frozenset({"classification"})
     order = 40
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
@@ -76,54 +73,21 @@ class Siamese(MetaLearner):
         """Logit of p(same) for every pair: (n1, d), (n2, d) -> (n1, n2)."""
         return self.distance((e1.unsqueeze(1) - e2.unsqueeze(0)).abs()).squeeze(-1)
 
-    def meta_step(self, episodes: list[Episode]) -> dict[str, float]:
-        self.train()
-        xs = [torch.cat([ep.support_x, ep.query_x]) for ep in episodes]
-        z = torch.split(self.backbone(torch.cat(xs)), [x.shape[0] for x in xs])
-        loss, correct, total = 0.0, 0, 0
-        for e, ep in zip(z, episodes):
-            y = torch.cat([ep.support_y, ep.query_y])
-            i, j = torch.triu_indices(len(y), len(y), offset=1, device=y.device)
-            logits = self.distance((e[i] - e[j]).abs()).squeeze(-1)
-            same = (y[i] == y[j]).to(logits.dtype)
-            pos_weight = (same.numel() - same.sum()) / same.sum().clamp_min(1)
-            loss = loss + F.binary_cross_entropy_with_logits(logits, same, pos_weight=pos_weight)
-            with torch.no_grad():
-                n_s = ep.support_y.numel()
-                scores = class_scores(self.pair_logits(e[n_s:], e[:n_s]), ep.support_y, ep.n_way)
-                correct += int((scores.argmax(1) == ep.query_y).sum())
-                total += ep.query_y.numel()
-        loss = loss / len(episodes)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": float(loss.detach()), "accuracy": correct / total}
+    def score(self, support_emb, support_y, query_emb, n_way):
+        """Each class's best pair logit (n_q, n_way), and ``similarity`` = p(same) (n_q, n_s)."""
+        logits = self.pair_logits(query_emb, support_emb)
+        return class_scores(logits, support_y, n_way), {"similarity": torch.sigmoid(logits)}
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), eval_mode(self.backbone):
-            return self.backbone(x)
-
-    def adapt(self, episode: Episode, record: bool = False) -> Adapted:
-        support_emb = self.embed(episode.support_x)
-        support_y, n_way = episode.support_y, episode.n_way
-
-        def predict(x):
-            with torch.no_grad():
-                return class_scores(self.pair_logits(self.embed(x), support_emb), support_y, n_way).softmax(-1)
-
-        trace = None
-        if record:
-            query_emb = self.embed(episode.query_x)
-            trace = []
-            with torch.no_grad():
-                for k in range(1, episode.k_shot + 1):
-                    used = first_shots(support_y, k)
-                    q_logits = self.pair_logits(query_emb, support_emb[used])
-                    q_scores = class_scores(q_logits, support_y[used], n_way)
-                    s_scores = class_scores(self.pair_logits(support_emb[used], support_emb[used]),
-                                            support_y[used], n_way)
-                    step = trace_step(k, f"{k} shot" + ("" if k == 1 else "s"), episode.with_shots(k),
-                                      s_scores, q_scores, support_emb, query_emb,
-                                      {"similarity": torch.sigmoid(q_logits).cpu().numpy()})
-                    trace.append(step)
-        return Adapted(predict, self.embed, trace)
+    def episode_loss(self, support_emb, support_y, query_emb, query_y, n_way):
+        """Binary cross-entropy over every unordered pair of support + query examples
+        ("same" pairs up-weighted); the scores are the nearest-support class scores."""
+        e = torch.cat([support_emb, query_emb])
+        y = torch.cat([support_y, query_y])
+        i, j = torch.triu_indices(len(y), len(y), offset=1, device=y.device)
+        logits = self.distance((e[i] - e[j]).abs()).squeeze(-1)
+        same = (y[i] == y[j]).to(logits.dtype)
+        pos_weight = (same.numel() - same.sum()) / same.sum().clamp_min(1)
+        loss = F.binary_cross_entropy_with_logits(logits, same, pos_weight=pos_weight)
+        with torch.no_grad():
+            scores, _ = self.score(support_emb, support_y, query_emb, n_way)
+        return loss, scores

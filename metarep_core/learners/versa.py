@@ -25,7 +25,7 @@ from ..backbones import make_backbone
 from ..episodes import Episode
 from . import register
 from ._bayes import entropy, logit_samples, predictive, predictive_nll, weight_samples
-from .base import Adapted, HyperParam, MetaLearner, TraceStep, episode_metrics, to_numpy
+from .base import Adapted, HyperParam, MetaLearner, TraceStep, shots_label, trace_step
 
 
 class Amortizer(nn.Module):
@@ -111,11 +111,9 @@ class VERSA(MetaLearner):
         q_emb = self.encoder(episode.query_x)
         n_q = q_emb.shape[0]
         uniform = torch.full((n_q, self.n_way), 1.0 / self.n_way)
-        m = episode_metrics(uniform, episode)
-        trace = [TraceStep(step=0, label="no shot yet: uniform predictive", query_loss=m["loss"],
-                           query_accuracy=m["accuracy"], query_probs=to_numpy(uniform),
-                           support_emb=to_numpy(s_emb), query_emb=to_numpy(q_emb),
-                           extras={"uncertainty": to_numpy(entropy(uniform))})]
+        trace = [trace_step(0, "no shot yet: uniform predictive", episode, uniform,
+                            support_emb=s_emb, query_emb=q_emb,
+                            extras={"uncertainty": entropy(uniform)})]
         for k in range(1, episode.k_shot + 1):
             sub = episode.with_shots(k)
             idx = torch.arange(episode.n_way * episode.k_shot).view(episode.n_way, episode.k_shot)[:, :k].reshape(-1)
@@ -123,13 +121,11 @@ class VERSA(MetaLearner):
             g = torch.Generator().manual_seed(int(episode.seed))
             q_probs = predictive(logit_samples(q_emb, mean, logvar, self.hp["test_samples"], g))
             s_probs = predictive(logit_samples(s_emb[idx], mean, logvar, self.hp["test_samples"], g))
-            qm, sm = episode_metrics(q_probs, episode), episode_metrics(s_probs, sub, "support")
-            trace.append(TraceStep(
-                step=k, label=f"{k} shot{'s' if k > 1 else ''} per class", support_loss=sm["loss"],
-                support_accuracy=sm["accuracy"], query_loss=qm["loss"], query_accuracy=qm["accuracy"],
-                query_probs=to_numpy(q_probs), support_emb=to_numpy(s_emb), query_emb=to_numpy(q_emb),
-                extras={"uncertainty": to_numpy(entropy(q_probs)),
-                        "posterior_mean": to_numpy(mean[:, :-1]),
-                        "posterior_std": to_numpy((0.5 * logvar[:, :-1]).exp()),
-                        "weight_samples": to_numpy(weight_samples(mean, logvar, 4, g))}))
+            trace.append(trace_step(
+                k, shots_label(k) + " per class", episode, q_probs, s_probs, support_y=sub.support_y,
+                support_emb=s_emb, query_emb=q_emb,
+                extras={"uncertainty": entropy(q_probs),
+                        "posterior_mean": mean[:, :-1],
+                        "posterior_std": (0.5 * logvar[:, :-1]).exp(),
+                        "weight_samples": weight_samples(mean, logvar, 4, g)}))
         return trace

@@ -1,0 +1,428 @@
+"""Nothing a user sends can exhaust the server (issue 12): the bad-input corpus.
+
+Every file here is made at test time, in memory or in ``tmp_path`` (small on disk):
+crafted checkpoints, pixel bombs, overlapping zips, too many images, FIFOs and
+devices. Each case is refused with a message naming the limit, before the
+expensive work (building a learner, decoding pixels, reading a device) starts.
+The figure kept: any single upload or checkpoint, refused or the worst accepted,
+grows this process by at most 300 MB and costs at most 10 s of CPU.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import threading
+import time
+import zipfile
+import zlib
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save as st_save
+
+from metarep_core import checkpoints, limits
+from metarep_core.checkpoints import load_checkpoint, read_config
+from metarep_core.data import load_dataset, load_image_archive
+from metarep_core.errors import MetaRepError
+from metarep_core.learners import available, build_learner, get_learner_class
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MB = 2**20
+
+
+# --------------------------------------------------------------------------- measuring
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+@contextmanager
+def cost():
+    """Peak resident-memory growth (bytes) and CPU seconds of the block, in this process.
+
+    ru_maxrss is the lifetime peak (an earlier test may have set it higher), so the
+    resident size is sampled every 2 ms instead; allocations as big as the ones
+    refused here take far longer than that to fill."""
+    figures = {}
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu = time.process_time()
+    try:
+        yield figures
+    finally:
+        figures["cpu_s"] = time.process_time() - cpu
+        done.set()
+        sampler.join()
+        figures["growth"] = max(peak[0], _rss()) - base
+
+
+def assert_within_figure(figures, growth=300 * MB, cpu_s=10.0):
+    assert figures["growth"] <= growth, f"memory grew {figures['growth'] / MB:.0f} MB"
+    assert figures["cpu_s"] <= cpu_s, f"{figures['cpu_s']:.1f} s of CPU"
+
+
+# --------------------------------------------------------------------------- checkpoints
+@pytest.fixture(scope="module")
+def protonet():
+    torch.manual_seed(0)
+    return build_learner("protonet", (1, 28, 28), 5)
+
+
+def with_config(learner, **config) -> bytes:
+    """A real checkpoint of ``learner`` whose metadata config was edited afterwards."""
+    meta = checkpoints.build_metadata(learner, dataset="glyphs")
+    meta["config"].update(config)
+    tensors = {k: v.detach().clone().contiguous() for k, v in learner.state_dict().items()}
+    return st_save(tensors, metadata={"metarep": json.dumps(meta)})
+
+
+def framed(header_text: str, body: bytes = b"") -> bytes:
+    """Safetensors framing around any header text (8-byte little-endian length)."""
+    raw = header_text.encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def test_a_huge_input_shape_is_refused_before_anything_is_built(protonet):
+    # The issue's 450 KB file: 0.8 -> 2.8 GB on the server before any comparison.
+    data = with_config(protonet, input_shape=[1_000_000, 28, 28])
+    with cost() as figures, pytest.raises(MetaRepError) as err:
+        load_checkpoint(data, expected_algorithm="protonet")
+    message = str(err.value)
+    assert "input_shape [1000000, 28, 28]" in message and f"1..{limits.MAX_CHANNELS}" in message
+    assert_within_figure(figures, growth=20 * MB, cpu_s=2.0)
+
+
+def test_a_huge_n_way_is_refused_naming_the_limit(protonet):
+    data = with_config(protonet, n_way=10**6)
+    with cost() as figures, pytest.raises(MetaRepError, match=rf"n_way 1000000.*1..{limits.MAX_N_WAY}"):
+        load_checkpoint(data)
+    assert_within_figure(figures, growth=20 * MB, cpu_s=2.0)
+
+
+def test_a_learner_past_the_parameter_bound_is_refused_before_allocating(protonet):
+    # Within every per-field bound, but MANN's maximal hyper-parameters at 3x256x256 make
+    # 39 M numbers: sized on the meta device and refused, never allocated (157 MB).
+    hp = dict(conv_channels=64, controller_size=512, memory_slots=256, memory_width=128, read_heads=4)
+    meta = checkpoints.build_metadata(protonet, dataset="glyphs")
+    meta.update(algorithm="mann")
+    meta["config"].update(algorithm="mann", input_shape=[3, 256, 256], n_way=64,
+                          hyperparams={**build_learner("mann", (1, 8, 8), 2).hp, **hp})
+    data = st_save({"w": torch.zeros(4)}, metadata={"metarep": json.dumps(meta)})
+    with cost() as figures, pytest.raises(MetaRepError, match=r"mann learner of 39,245,577 numbers.*20,000,000"):
+        load_checkpoint(data)
+    assert_within_figure(figures, growth=60 * MB, cpu_s=5.0)
+
+
+@pytest.mark.parametrize("algorithm", available())
+def test_every_learner_can_be_sized_without_memory(algorithm):
+    # load_checkpoint sizes the learner a config describes on the meta device before
+    # allocating it; a learner whose constructor needs real tensors would break loading.
+    cls = get_learner_class(algorithm)
+    task = "classification" if "classification" in cls.tasks else "regression"
+    shape, n_way = ((1, 28, 28), 5) if task == "classification" else ((1,), 1)
+    with torch.device("meta"):
+        probe = cls(shape, n_way, task=task)
+    real = cls(shape, n_way, task=task)
+    assert {k: v.shape for k, v in probe.state_dict().items()} == \
+        {k: v.shape for k, v in real.state_dict().items()}
+
+
+def test_the_callers_expectations_are_checked_from_the_header(protonet):
+    data = with_config(protonet, n_way=20)
+    config, _ = read_config(data)
+    assert config["n_way"] == 20 and config["input_shape"] == (1, 28, 28)
+    with pytest.raises(MetaRepError, match="has n_way 20, expected 5"):
+        load_checkpoint(data, expected_algorithm="protonet", expected_n_way=5)
+    good = with_config(protonet)
+    with pytest.raises(MetaRepError, match="has input_shape 1x28x28, expected 3x28x28"):
+        load_checkpoint(good, expected_input_shape=(3, 28, 28))
+    with pytest.raises(MetaRepError, match="has task classification, expected regression"):
+        load_checkpoint(good, expected_task="regression")
+    learner, _ = load_checkpoint(good, expected_algorithm="protonet", expected_n_way=5,
+                                 expected_input_shape=(1, 28, 28), expected_task="classification")
+    assert learner.n_way == 5
+
+
+def test_tensor_shapes_that_disagree_with_their_bytes_are_refused():
+    # 10^10 numbers declared in 16 bytes: refused from the header, nothing allocated.
+    header = {"w": {"dtype": "F32", "shape": [100_000, 100_000], "data_offsets": [0, 16]}}
+    with pytest.raises(MetaRepError, match=r"tensor 'w' of shape \[100000, 100000\].*byte range"):
+        load_checkpoint(framed(json.dumps(header), b"\0" * 16))
+    header = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+              "__metadata__": {"metarep": "{}"}}
+    with pytest.raises(MetaRepError, match="byte range"):
+        load_checkpoint(framed(json.dumps(header), b"\0" * 8))  # the body is short
+
+
+@pytest.mark.parametrize("header, fragment", [
+    ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ('{"__metadata__": [1, 2]}', "'__metadata__' must map names to strings, got list"),
+    ('{"__metadata__": {"metarep": "{\\"algorithm\\": \\"protonet\\", \\"n_way\\": Infinity}"}}',
+     "Infinity"),
+    ('{"__metadata__": {"metarep": "{\\"config\\": NaN}"}}', "NaN"),
+    ('{"__metadata__": {"metarep": "' + "[" * 100_000 + '"}}', "nested too deeply"),
+])
+def test_malformed_headers_are_refused_with_their_reason(header, fragment):
+    with pytest.raises(MetaRepError) as err:
+        load_checkpoint(framed(header))
+    assert fragment in str(err.value)
+
+
+def test_worst_accepted_checkpoint_stays_within_the_figure():
+    # MANN with maximal memory at 3x176x176, 64-way: 19.3 M numbers, just under the bound.
+    torch.manual_seed(0)
+    learner = build_learner("mann", (3, 176, 176), 64, conv_channels=64, controller_size=512,
+                            memory_slots=256, memory_width=128, read_heads=4)
+    assert 0.9 * limits.CHECKPOINT_MAX_PARAMETERS < sum(
+        t.numel() for t in learner.state_dict().values()) <= limits.CHECKPOINT_MAX_PARAMETERS
+    data = checkpoints.checkpoint_to_bytes(learner, dataset="glyphs")
+    del learner
+    with cost() as figures:
+        loaded, _ = load_checkpoint(data, expected_algorithm="mann")
+    assert loaded.n_way == 64
+    assert_within_figure(figures)
+
+
+def test_the_app_refuses_a_mismatching_checkpoint_before_building(protonet):
+    from app.uploads import learner_from_checkpoint
+    data = with_config(protonet, input_shape=[1_000_000, 28, 28])
+    with cost() as figures, pytest.raises(MetaRepError, match="input_shape"):
+        learner_from_checkpoint(data, algorithm="protonet", n_way=5, input_shape=(1, 28, 28),
+                                task="classification")
+    assert_within_figure(figures, growth=20 * MB, cpu_s=2.0)
+    with pytest.raises(MetaRepError, match="n_way=20"):  # the app's own (translated) message
+        learner_from_checkpoint(with_config(protonet, n_way=20), algorithm="protonet", n_way=5,
+                                input_shape=(1, 28, 28), task="classification")
+
+
+# --------------------------------------------------------------------------- images
+def blank_png(width: int, height: int, mode: str = "L") -> bytes:
+    """A PNG of one colour: a few KB on disk whatever canvas it declares."""
+    out = io.BytesIO()
+    Image.new(mode, (width, height), 255 if mode == "L" else (255, 255, 255)).save(out, "PNG")
+    return out.getvalue()
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def canvas_25mp() -> bytes:
+    return blank_png(5000, 5000)
+
+
+def test_pixel_bombs_past_the_archive_budget_are_refused_before_decoding(canvas_25mp):
+    # Eleven 25 MP canvases (275 MP, each under the 40 MP per-image cap): 4 KB each zipped.
+    data = zip_of({f"c{i % 3}/{i}.png": canvas_25mp for i in range(11)})
+    assert len(data) < 100_000
+    with cost() as figures, pytest.raises(MetaRepError) as err:
+        load_image_archive(data)
+    assert "more than 250 megapixels" in str(err.value) and "at most 250 megapixels" in str(err.value)
+    assert figures["cpu_s"] < 1.0  # headers only: decoding them all takes several seconds
+
+
+def test_a_worst_refused_pixel_bomb_costs_little():
+    # The issue's zip: thousands of 39.7 MP PNGs (here 300). Refused at the seventh header.
+    bomb = blank_png(6300, 6300)
+    data = zip_of({f"c{i % 5}/{i}.png": bomb for i in range(300)})
+    with cost() as figures, pytest.raises(MetaRepError, match="250 megapixels"):
+        load_image_archive(data)
+    assert_within_figure(figures, cpu_s=3.0)
+
+
+def test_one_image_past_40_megapixels_is_refused_with_its_real_reason():
+    data = zip_of({"a/big.png": blank_png(8000, 5001), "a/x.png": blank_png(4, 4),
+                   "b/y.png": blank_png(4, 4)})
+    with pytest.raises(MetaRepError) as err:
+        load_image_archive(data)
+    assert "'a/big.png' is 8000x5001 pixels; at most 40 megapixels per image" in str(err.value)
+    assert "not a readable image" not in str(err.value)
+
+
+def overlapping_zip(copies: int) -> bytes:
+    """A zip whose central directory lists one local header ``copies`` times (the
+    "overlapped" zip bomb: every entry decompresses the same bytes)."""
+    data = zip_of({"a/x.png": blank_png(30, 30)})
+    eocd = data.rindex(b"PK\x05\x06")
+    _, _, _, _, _, cd_size, cd_offset, _ = struct.unpack("<IHHHHIIH", data[eocd:eocd + 22])
+    record = data[cd_offset:cd_offset + cd_size]
+    directory = record * copies
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, copies, copies, len(directory), cd_offset, 0)
+    return data[:cd_offset] + directory + end
+
+
+def test_overlapping_zip_entries_are_refused():
+    data = overlapping_zip(50)
+    assert len(zipfile.ZipFile(io.BytesIO(data)).infolist()) == 50  # zipfile itself accepts it
+    with pytest.raises(MetaRepError, match="overlapping entries.*zip bomb"):
+        load_image_archive(data)
+
+
+@pytest.fixture(scope="module")
+def tiny_png() -> bytes:
+    return blank_png(1, 1)
+
+
+@pytest.fixture(scope="module")
+def most_images(tiny_png) -> bytes:
+    """A zip of exactly MAX_IMAGES 1x1 PNGs in 10 classes (~2 MB)."""
+    return zip_of({f"c{i % 10}/{i}.png": tiny_png for i in range(limits.MAX_IMAGES)})
+
+
+def test_more_images_than_the_cap_are_refused(most_images, tiny_png):
+    buf = io.BytesIO(most_images)
+    with zipfile.ZipFile(buf, "a") as z:
+        z.writestr("c0/one-more.png", tiny_png)
+    with cost() as figures, pytest.raises(MetaRepError, match=r"holds 20,001 images; at most 20,000"):
+        load_image_archive(buf.getvalue())
+    assert_within_figure(figures, cpu_s=5.0)
+
+
+def test_worst_accepted_uploads_stay_within_the_figure(most_images):
+    # The most images (20,000, as the app reads them: 28x28 grayscale) ...
+    with cost() as figures:
+        d = load_image_archive(most_images)
+    assert sum(x.shape[0] for x in d.images) == limits.MAX_IMAGES
+    assert_within_figure(figures)
+    del d
+    # ... and nearly the most pixels: six 40 MP RGBA canvases (240 MP, 4 bytes a pixel
+    # decoded), decoded one at a time.
+    out = io.BytesIO()
+    Image.new("RGBA", (8000, 5000), (255, 255, 255, 255)).save(out, "PNG")
+    data = zip_of({f"c{i}/x.png": out.getvalue() for i in range(6)})
+    del out
+    with cost() as figures:
+        d = load_image_archive(data, image_size=28, channels=1)  # as the app reads uploads
+    assert d.n_classes == 6
+    assert_within_figure(figures)
+
+
+def padded_png(pad: int) -> bytes:
+    """A valid 1x1 PNG carrying ``pad`` incompressible bytes in a private chunk (PIL
+    skips it): the most archive bytes for the fewest pixels."""
+    png, body = blank_png(1, 1), os.urandom(pad)
+    chunk = struct.pack(">I", len(body)) + b"prVt" + body + struct.pack(">I", zlib.crc32(b"prVt" + body))
+    return png[:33] + chunk + png[33:]  # after the 8-byte signature and the 25-byte IHDR
+
+
+def test_worst_accepted_upload_in_bytes_stays_within_the_figure():
+    # 2,000 files of 100 KB: 191 MB of image bytes, just under the 200 MB cap, uncompressible.
+    buf = io.BytesIO()
+    png = padded_png(100_000)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for i in range(2000):
+            z.writestr(f"c{i % 10}/{i}.png", png)
+    data = buf.getvalue()
+    del buf
+    with cost() as figures:
+        d = load_image_archive(data)
+    assert d.n_classes == 10
+    assert_within_figure(figures)
+
+
+def test_archives_are_read_two_at_a_time_per_process():
+    # Sessions share the server process: a third upload waits for a free slot instead of
+    # holding its decompressed bytes beside the two being read.
+    from metarep_core.data import folder
+    data = zip_of({f"c{i % 2}/{i}.png": blank_png(4, 4) for i in range(6)})
+    assert limits.MAX_CONCURRENT_ARCHIVE_READS == 2
+    for _ in range(2):
+        assert folder._READS.acquire(timeout=5)
+    done = threading.Event()
+    reader = threading.Thread(target=lambda: (load_image_archive(data), done.set()), daemon=True)
+    try:
+        reader.start()
+        assert not done.wait(0.5), "a third archive was read while two slots were taken"
+    finally:
+        folder._READS.release()
+        folder._READS.release()
+    assert done.wait(30)
+
+
+def test_decoded_images_are_kept_as_uint8_and_episodes_are_float(tiny_png):
+    data = zip_of({f"c{i % 3}/{i}.png": blank_png(6, 6) for i in range(12)})
+    d = load_image_archive(data, image_size=8)
+    assert all(x.dtype == torch.uint8 for x in d.images)
+    assert d.class_images(0).dtype == torch.float32
+    from metarep_core.episodes import EpisodeSampler
+    ep = EpisodeSampler(d, "all", 3, 1, 2, seed=0).sample()
+    assert ep.support_x.dtype == torch.float32 and 0.0 <= float(ep.query_x.min()) <= float(ep.query_x.max()) <= 1.0
+
+
+def test_decoded_size_past_the_bound_is_refused_before_decoding(tiny_png):
+    # 4,000 1x1 PNGs upscaled to 3x256x256 with rotations would be 3 GB decoded.
+    data = zip_of({f"c{i % 10}/{i}.png": tiny_png for i in range(4000)})
+    with cost() as figures, pytest.raises(MetaRepError, match=r"would take 3000 MB decoded; at most 200 MB"):
+        load_image_archive(data, image_size=256, channels=3, rotate=True)
+    assert_within_figure(figures, growth=50 * MB, cpu_s=2.0)
+
+
+# --------------------------------------------------------------------------- paths
+def test_devices_and_fifos_are_never_read(tmp_path):
+    with pytest.raises(MetaRepError, match="'/dev/zero' is not a regular file or a directory"):
+        load_dataset("folder:/dev/zero")
+    fifo = tmp_path / "pipe.zip"
+    os.mkfifo(fifo)
+    with pytest.raises(MetaRepError, match="not a regular file or a directory"):
+        load_dataset(f"folder:{fifo}")
+    with pytest.raises(MetaRepError, match="not a regular file"):
+        load_checkpoint(fifo)
+
+
+def test_a_fifo_named_like_an_image_in_a_folder_is_refused_not_opened(tmp_path):
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            (tmp_path / c / f"{i}.png").write_bytes(blank_png(8, 8))
+    os.mkfifo(tmp_path / "b" / "x.png")
+    result = {}
+
+    def load():
+        try:
+            load_dataset(f"folder:{tmp_path}")
+        except MetaRepError as err:
+            result["error"] = str(err)
+
+    worker = threading.Thread(target=load, daemon=True)  # opening the FIFO would block forever
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "reading the folder hung on the FIFO"
+    assert "'b/x.png'" in result["error"] and "not a regular file" in result["error"]
+
+
+# --------------------------------------------------------------------------- the app
+def _class_zip(first_class: str) -> bytes:
+    files = {f"{c}/{i}.png": blank_png(10, 10) for c in (first_class, "cls1", "cls2") for i in range(6)}
+    return zip_of(files)
+
+
+def test_a_corrected_upload_with_the_same_name_and_size_is_read_again():
+    from app_harness import new_app, set_and_run
+    at = new_app()
+    set_and_run(at, dataset="upload")
+    first, corrected = _class_zip("clsA"), _class_zip("clsB")
+    assert len(first) == len(corrected) and first != corrected
+    at.file_uploader(key="upload_file").upload("set.zip", first).run()
+    assert "clsA" in at.session_state["upload"]["dataset"].class_names
+    at.file_uploader(key="upload_file").upload("set.zip", corrected).run()
+    names = at.session_state["upload"]["dataset"].class_names
+    assert "clsB" in names and "clsA" not in names
