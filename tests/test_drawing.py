@@ -96,7 +96,7 @@ def test_drawn_episode_shapes_values_and_order():
     assert ep.support_y.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert ep.class_names[0] == "class_3B/character01" and ep.info["groups"] == ["class_3B"] * 5
     # ink is 1 and paper 0, as in glyphs and the inverted folder images
-    expected = 1.0 - torch.tensor(paper_to_array(drawn.support[1][0], 28)).float() / 255.0
+    expected = (255 - torch.tensor(paper_to_array(drawn.support[1][0], 28))).float() / 255.0
     assert torch.equal(ep.support_x[2, 0], expected) and ep.support_x[2, 0, 0, 0] == 0.0
     assert drawn_episode(drawn, 28, channels=3).support_x.shape == (10, 3, 28, 28)
 
@@ -112,7 +112,7 @@ def test_the_zip_uploads_back_to_the_same_pixels():
     ep = drawn_episode(drawn, 28)
     for c in range(3):  # support drawing first, then the queries, as written
         mine = torch.cat([ep.support_x[ep.support_y == c], ep.query_x[ep.query_y == c]])
-        assert torch.equal(dataset.images[c], mine)
+        assert torch.equal(dataset.class_images(c), mine)
 
 
 def test_an_empty_drawing_is_named():

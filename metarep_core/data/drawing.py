@@ -5,7 +5,7 @@ transparent, on a white or a transparent background. Omniglot's PNGs are dark st
 on white paper. So a drawing is first put on paper (:func:`canvas_to_paper`: composited
 over white, then PIL's grayscale conversion) and from there takes exactly the path of an
 Omniglot PNG: :func:`.imaging.image_to_array` to the dataset's size, then the folder
-loader's float conversion and inversion (ink 1, paper 0). The zip
+loader's inversion and the dataset's float conversion (ink 1, paper 0). The zip
 (:func:`drawn_zip`) stores the paper images as PNGs in the Omniglot layout, so uploading
 it back (``load_image_archive``) gives the very same pixels the drawn episode had.
 
@@ -69,10 +69,11 @@ def paper_to_array(paper: np.ndarray, size: int) -> np.ndarray:
 
 def to_images(arrays, channels: int = 1) -> torch.Tensor:
     """(n, size, size) uint8 paper arrays -> (n, channels, size, size) float32 in [0, 1],
-    ink 1 and paper 0: the folder loader's float ops and inversion, in the same order, so
-    the values are equal to the last bit to the upload of the same PNGs."""
-    x = torch.from_numpy(np.stack(arrays)).to(torch.float32).div_(255.0).unsqueeze(1)
-    x = 1.0 - x
+    ink 1 and paper 0: inverted in uint8 (255 - x) as the folder loader does, then
+    ``ClassDataset.class_images``' float conversion, so the values are equal to the last
+    bit to the episode an upload of the same PNGs gives."""
+    x = torch.from_numpy(255 - np.stack(arrays)).unsqueeze(1)
+    x = x.to(torch.float32).div_(255.0)
     return x.expand(-1, channels, -1, -1).contiguous() if channels == 3 else x
 
 
