@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import services, state, uploads
 from app.i18n import LANGUAGES, t
-from app.jobs import TrainingJob, adopt_result
+from app.jobs import TrainingJob, adopt_result, session_job
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -50,7 +50,7 @@ def _upload_box() -> None:
 
 
 def _job_status() -> None:
-    job: TrainingJob | None = st.session_state.get("job")
+    job: TrainingJob | None = session_job()  # also keeps ?job= in the URL on every page
     if job is None:
         return
     if job.active:

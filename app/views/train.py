@@ -5,7 +5,7 @@ import streamlit as st
 from app import services, state, ui, uploads, widgets
 from app.figures.curves import training_curves
 from app.i18n import t
-from app.jobs import TrainingJob, adopt_result
+from app.jobs import GRACE_S, TrainingJob, adopt_result, job_board, session_job
 from metarep_core.checkpoints import checkpoint_to_bytes
 from metarep_core.episodes import EpisodeSampler
 from metarep_core.errors import MetaRepError
@@ -16,11 +16,11 @@ entry = ui.model_or_stop(ctx)
 s = ctx.settings
 cls = get_learner_class(s.algorithm)
 ss = st.session_state
-job: TrainingJob | None = ss.get("job")
+job: TrainingJob | None = session_job()  # this session's, or a reloaded tab's (?job=)
 busy = job is not None and job.active
 
 
-def start(hp: dict, steps: int, fresh: bool) -> TrainingJob:
+def start(hp: dict, steps: int, fresh: bool, keep: bool) -> TrainingJob:
     """A job training a learner with ``hp``: the session's weights carried over
     unless ``fresh`` (or unless the new hyper-parameters change the weights' shapes)."""
     EpisodeSampler(ctx.dataset, "train", s.n_way, s.k_shot, s.n_query, s.seed)  # validates N/K/Q
@@ -34,7 +34,7 @@ def start(hp: dict, steps: int, fresh: bool) -> TrainingJob:
     key = state.model_key(s.algorithm, ctx.dataset_id, s.n_way, ctx.dataset.input_shape)
     return TrainingJob(learner, ctx.dataset, model_key=key, n_way=s.n_way, k_shot=s.k_shot,
                        n_query=s.n_query, steps=steps, seed=s.seed,
-                       val_episodes=20).submit()
+                       val_episodes=20, keep=keep).submit()
 
 
 left, right = st.columns([1, 2], gap="large")
@@ -45,10 +45,13 @@ with left:
     steps = st.number_input(t("train.steps"), 1, 20000, 100, step=10, key="train_steps",
                             help=t("train.steps_help"))
     fresh = st.toggle(t("train.from_fresh"), key="train_fresh", help=t("train.from_fresh_help"))
+    keep = st.checkbox(t("train.keep"), key="train_keep", help=t("train.keep_help", grace=f"{GRACE_S:.0f}"))
+    if job is not None and job.active:
+        job.keep = keep  # may be changed while the run goes
     c1, c2 = st.columns(2)
     if c1.button(t("train.start"), key="train_start", disabled=busy, type="primary"):
         try:
-            ss["job"] = start(hp, int(steps), fresh)
+            ss["job"] = start(hp, int(steps), fresh, keep)
         except MetaRepError as exc:
             st.error(str(exc))
         else:
@@ -59,7 +62,7 @@ with left:
 with right:
     st.subheader(t("train.progress_title"))
     if job is None:
-        st.info(t("train.no_job"))
+        st.info(t("train.job_lost" if ss.pop("_job_lost", False) else "train.no_job"))
     else:
         was_active = job.active
 
@@ -68,7 +71,8 @@ with right:
             status = job.status
             left_s = job.seconds_left()
             text = t("train.status." + status, step=job.step, steps=job.steps,
-                     left=f"{left_s:.0f}" if left_s is not None else "?")
+                     left=f"{left_s:.0f}" if left_s is not None else "?",
+                     ahead=job_board().position(job))
             st.progress(job.fraction, text=text)
             st.plotly_chart(training_curves(list(job.history), list(job.val_curve),
                                             regression=ctx.task == "regression",
