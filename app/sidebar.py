@@ -11,6 +11,7 @@ import streamlit as st
 from app import services, state, uploads
 from app.i18n import LANGUAGES, t
 from app.jobs import TrainingJob, adopt_result, session_job
+from app.safe_text import plain, show
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -92,11 +93,11 @@ def render() -> Context:
         if ss["dataset"] == state.UPLOAD:
             _upload_box()
             if ss.get("_upload_error"):
-                st.error(ss["_upload_error"])
+                show("error", ss["_upload_error"])
             elif ss.get("upload"):
                 up = ss["upload"]
                 ds = up["dataset"]
-                st.caption(t("upload.summary", name=up["name"], classes=ds.n_classes,
+                st.caption(t("upload.summary", name=plain(up["name"]), classes=ds.n_classes,
                              images=sum(int(x.shape[0]) for x in ds.images)))
                 if ds.params.get("skipped_files"):
                     st.warning(t("upload.skipped", n=ds.params["skipped_files"]))
@@ -143,7 +144,12 @@ def render() -> Context:
         st.selectbox(t("sidebar.split"), state.SPLITS, key="split",
                      format_func=services.label_func("split."))
         if ss.get("_url_warnings"):
-            st.warning(t("sidebar.url_ignored", values=", ".join(ss["_url_warnings"])))
+            st.warning(t("sidebar.url_ignored", values=plain(", ".join(ss["_url_warnings"]))))
+        for name, given, lo, hi, used in ss.get("_url_clamped", ()):
+            if ss.get(name) != used:  # the user has chosen another value since
+                continue
+            st.warning(t("sidebar.url_clamped", name=name, value=plain(given), lo=lo, hi=hi,
+                         used=used))
         _job_status()
 
     ctx.settings = state.current()

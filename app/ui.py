@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import services, sidebar
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 
 
@@ -15,7 +16,7 @@ def page(name: str) -> sidebar.Context:
     st.caption(t(f"page.{name}.intro"))
     ctx = sidebar.context()
     if ctx.error:
-        st.error(ctx.error)
+        show("error", ctx.error)
         st.stop()
     return ctx
 
@@ -25,7 +26,7 @@ def episode_or_stop(ctx: sidebar.Context, seed: int | None = None):
     try:
         return services.sample_episode(ctx.settings, ctx.dataset, seed)
     except MetaRepError as exc:
-        st.error(str(exc))
+        show("error", exc)
         st.stop()
 
 
@@ -33,9 +34,10 @@ def model_or_stop(ctx: sidebar.Context) -> dict:
     try:
         entry = services.session_model(ctx.settings, ctx.dataset, ctx.dataset_id)
     except MetaRepError as exc:
-        st.error(str(exc))
+        show("error", exc)
         st.stop()
-    (st.info if entry["source"] == "fresh" else st.caption)(services.model_caption(entry))
+    # the caption may name an uploaded file
+    show("info" if entry["source"] == "fresh" else "caption", services.model_caption(entry))
     return entry
 
 

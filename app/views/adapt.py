@@ -11,6 +11,7 @@ from app.figures.adaptation import embedding_motion, query_predictions, trace_ex
 from app.figures.curves import trace_curves
 from app.figures.episodes import regression_plot
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 
 ctx = ui.page("adapt")
@@ -46,7 +47,7 @@ def recorded_trace(learner, version) -> list:
 try:
     trace = recorded_trace(entry["learner"], entry["version"])
 except MetaRepError as exc:
-    st.error(str(exc))
+    show("error", exc)
     st.stop()
 if not trace:
     st.warning(t("adapt.no_trace"))

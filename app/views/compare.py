@@ -8,6 +8,7 @@ from app import exports, services, ui
 from app.figures.adaptation import query_predictions
 from app.figures.compare import comparison_figure
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 from metarep_core.evaluation import episode_scores, summarize
 
@@ -51,7 +52,7 @@ if st.button(t("compare.run"), key="compare_run", type="primary"):
     try:
         ss["compare_result"] = (run_key, run_comparison())
     except MetaRepError as exc:
-        st.error(str(exc))
+        show("error", exc)
         st.stop()
 
 result = ss.get("compare_result")

@@ -9,6 +9,7 @@ import torch
 from app import services, state, ui
 from app.figures.embedding import embedding_figure
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 
 ctx = ui.page("embedding")
@@ -107,7 +108,7 @@ try:
         fig_before = figure_for("before", before, ("before", s.seed))
         fig_after = figure_for("after", entry["learner"], entry["version"])
 except MetaRepError as exc:
-    st.error(str(exc))
+    show("error", exc)
     st.stop()
 except NotImplementedError:
     st.info(t("embedding.no_embedding"))

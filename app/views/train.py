@@ -6,6 +6,7 @@ from app import services, state, ui, uploads, widgets
 from app.figures.curves import training_curves
 from app.i18n import t
 from app.jobs import GRACE_S, TrainingJob, adopt_result, job_board, session_job
+from app.safe_text import show
 from metarep_core.checkpoints import checkpoint_to_bytes
 from metarep_core.episodes import EpisodeSampler
 from metarep_core.errors import MetaRepError
@@ -53,7 +54,7 @@ with left:
         try:
             ss["job"] = start(hp, int(steps), fresh, keep)
         except MetaRepError as exc:
-            st.error(str(exc))
+            show("error", exc)
         else:
             st.rerun()  # redraw the whole page: start disabled, stop enabled, polling on
     if c2.button(t("train.stop"), key="train_stop", disabled=not busy):
@@ -81,7 +82,7 @@ with right:
                                                     "train": t("fig.training")}),
                             key="train_curves")
             if job.error:
-                st.error(job.error)
+                show("error", job.error)
             elif job.status == "done" and job.collected:
                 st.success(t("train.adopted"))
             if was_active and not job.active:
@@ -113,4 +114,4 @@ with d2:
         st.rerun()
     if ss.get("_ckpt_msg"):
         kind, msg = ss["_ckpt_msg"]
-        (st.success if kind == "success" else st.error)(msg)
+        show(kind, msg)  # names the user's file, or quotes its metadata

@@ -1,0 +1,36 @@
+"""User-supplied text shown as text, never as markdown.
+
+Streamlit renders the body of ``st.error``/``st.warning``/``st.info``/``st.caption``/
+``st.markdown``/``st.success`` as markdown: a link value, an uploaded file's name,
+a checkpoint's metadata (or a core error message quoting any of them) that contains
+``[Click here](https://...)`` or ``![x](http://...)`` would become a live link or an
+image loaded from an outside host inside the app's own message box. :func:`plain`
+escapes such a value so that it reads exactly as typed; every message that carries one
+goes through it (``show`` for a whole message, ``plain`` for one value in a template).
+"""
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+# CommonMark lets any ASCII punctuation character be backslash-escaped; escaping all of
+# them (not a hand-picked few) also defuses GFM autolinks ("http\://", "www\."),
+# Streamlit's directives (":red[...]", ":material/...:"), LaTeX ("$") and raw HTML.
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+
+
+def plain(value) -> str:
+    """``value`` as markdown source that renders to the same characters (line breaks
+    become spaces: a value cannot start a heading or a list of its own)."""
+    return _ASCII_PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+
+
+def show(kind: str, message) -> None:
+    """``st.<kind>(message)`` with the whole message shown as text; ``kind`` is one of
+    error, warning, info, success, caption. For a core error (``str(exc)``) that may
+    quote a file name, a link value or checkpoint metadata."""
+    if kind not in ("error", "warning", "info", "success", "caption"):
+        raise ValueError(f"kind must be error, warning, info, success or caption, got {kind!r}")
+    getattr(st, kind)(plain(message))
