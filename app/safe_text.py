@@ -15,16 +15,27 @@ import re
 import streamlit as st
 
 # CommonMark lets any ASCII punctuation character be backslash-escaped; escaping all of
-# them (not a hand-picked few) also defuses GFM autolinks ("http\://", "www\."),
-# Streamlit's directives (":red[...]", ":material/...:"), LaTeX ("$") and raw HTML.
+# them (not a hand-picked few) defuses links, images, emphasis, Streamlit's directives
+# (":red[...]", ":material/...:"), LaTeX ("$") and raw HTML.
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+# Escapes do not stop GFM's autolinks: Streamlit's renderer finds "http://", "www." and
+# e-mail addresses in the text after unescaping (seen in Chromium: a live <a href>). An
+# invisible WORD JOINER after each ":" and "@" and before each "." breaks those patterns
+# ("http:|//", "www|.", "a@|b").
+_AUTOLINK_PARTS = re.compile(r"(\\[:@])|(\\\.)")
+WORD_JOINER = "\u2060"
+
+
+def _join(match: re.Match) -> str:
+    return match.group(1) + WORD_JOINER if match.group(1) else WORD_JOINER + match.group(2)
 
 
 def plain(value) -> str:
-    """``value`` as markdown source that renders to the same characters (line breaks
-    become spaces: a value cannot start a heading or a list of its own)."""
-    return _ASCII_PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    """``value`` as markdown source that renders to the same characters, plus invisible
+    word joiners (line breaks become spaces: a value cannot start a heading or a list)."""
+    escaped = _ASCII_PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+    return _AUTOLINK_PARTS.sub(_join, escaped)
 
 
 def show(kind: str, message) -> None:

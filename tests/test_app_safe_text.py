@@ -10,7 +10,7 @@ import struct
 
 from app_harness import class_folder_zip, goto, new_app, problems, set_and_run, strings
 
-from app.safe_text import plain
+from app.safe_text import WORD_JOINER, plain
 
 EN = strings("en")
 HOST = "127.0.0.1:9"
@@ -19,13 +19,17 @@ KINDS = ("title", "header", "subheader", "caption", "markdown", "info", "warning
          "success")
 
 
+def _unescaped(markdown: str) -> str:
+    return markdown.replace("\\", "").replace(WORD_JOINER, "")
+
+
 def _messages_naming_the_host(at) -> list[str]:
     """The markdown source of every text element that mentions HOST (escaped or not)."""
     found = []
     for kind in KINDS:
         for element in getattr(at, kind):
             value = str(element.value)
-            if HOST in value.replace("\\", ""):
+            if HOST in _unescaped(value):
                 found.append(value)
     return found
 
@@ -37,17 +41,19 @@ def _assert_shown_as_text(at, payload: str = PAYLOAD) -> list[str]:
     for value in found:
         assert plain(payload) in value, value
         rest = value.replace(plain(payload), "")
-        assert HOST not in rest.replace("\\", ""), f"an unescaped part names the host: {value!r}"
+        assert HOST not in _unescaped(rest), f"an unescaped part names the host: {value!r}"
     return found
 
 
 def test_plain_escapes_every_markdown_construct_and_keeps_the_text():
-    tricky = PAYLOAD + " <img src=x> :red[hi] $x$ www.example.org *b* `c`\n# h"
+    tricky = PAYLOAD + " <img src=x> :red[hi] $x$ www.example.org a@b.org *b* `c`\n# h"
     escaped = plain(tricky)
     # every ASCII punctuation character comes escaped, so no construct can form
+    # and autolink patterns (found after unescaping) are broken by invisible joiners
+    assert not re.search(r"https?:/|www\.|@\w", escaped.replace("\\", ""))
     assert re.fullmatch(r"(?:\\[!-/:-@\[-`{-~]|[^!-/:-@\[-`{-~\n])*", escaped), escaped
-    # Undoing the backslash escapes gives the text back (line breaks become spaces).
-    assert re.sub(r"\\(.)", r"\1", escaped) == tricky.replace("\n", " ")
+    # Undoing the escapes gives the text back (line breaks become spaces).
+    assert re.sub(r"\\(.)", r"\1", escaped.replace(WORD_JOINER, "")) == tricky.replace("\n", " ")
 
 
 def test_markdown_in_a_link_value_is_shown_as_text():
@@ -93,10 +99,10 @@ def test_markdown_in_checkpoint_names_and_metadata_is_shown_as_text():
     lying = _with_metadata(good, algorithm=PAYLOAD)
     at.file_uploader(key="upload_checkpoint").upload("other.safetensors", lying).run()
     assert problems(at) == [] and at.error
-    errors = [e.value for e in at.error if HOST in e.value.replace("\\", "")]
+    errors = [e.value for e in at.error if HOST in _unescaped(e.value)]
     assert errors, f"the refusal does not quote the metadata: {[e.value for e in at.error]}"
     for value in errors:
-        assert plain(PAYLOAD) in value and HOST not in value.replace(plain(PAYLOAD), ""), value
+        assert plain(PAYLOAD) in value and HOST not in _unescaped(value.replace(plain(PAYLOAD), "")), value
 
 
 def test_out_of_range_link_values_are_clamped_with_a_notice():
