@@ -54,7 +54,10 @@ torch.set_num_threads(int(os.environ.get("METAREP_TORCH_THREADS", "1")))
 from app import services, sidebar, state  # noqa: E402
 from app.i18n import t  # noqa: E402
 
-st.set_page_config(page_title="MetaRep Explorer", page_icon=":material/psychology:", layout="wide")
+# The icon is a file served by this server: as ":material/psychology:" the browser would
+# fetch it from fonts.gstatic.com (scripts/make_page_icon.py draws it).
+st.set_page_config(page_title="MetaRep Explorer", page_icon=str(ROOT / "app" / "page_icon.png"),
+                   layout="wide")
 state.init_from_url()
 services.warm_up_projection()
 
