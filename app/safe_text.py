@@ -14,28 +14,31 @@ import re
 
 import streamlit as st
 
-# CommonMark lets any ASCII punctuation character be backslash-escaped; escaping all of
-# them (not a hand-picked few) defuses links, images, emphasis, Streamlit's directives
-# (":red[...]", ":material/...:"), LaTeX ("$") and raw HTML.
-_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# Characters that open a markdown construct in Streamlit's renderer: links and images
+# ("[", "]"), code, emphasis, strike-through, HTML and autolinks ("<", ">"), tables,
+# LaTeX ("$"), entities ("&") and the escape itself. "_" only counts at a word's edge
+# (CommonMark never reads an underscore inside a word as emphasis), so "n_way" stays.
+# Other punctuation ("=", "'", "/", ":", "(", ")") is left as typed: without "[" it
+# forms nothing, and the messages keep quoting values as the core wrote them.
+_SPECIAL = re.compile(r"([\\`*\[\]<>|$&~#]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
+# A message that starts like a list item, a quote or a heading.
+_BLOCK_START = re.compile(r"^(\s*(?:\d+)?)([-+=>.)])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
-# Escapes do not stop GFM's autolinks: Streamlit's renderer finds "http://", "www." and
-# e-mail addresses in the text after unescaping (seen in Chromium: a live <a href>). An
-# invisible WORD JOINER after each ":" and "@" and before each "." breaks those patterns
-# ("http:|//", "www|.", "a@|b").
-_AUTOLINK_PARTS = re.compile(r"(\\[:@])|(\\\.)")
+# Escapes do not stop GFM's autolinks or Streamlit's ":shortcodes:": its renderer finds
+# "http://", "www." and e-mail addresses in the text after unescaping (seen in Chromium:
+# a live <a href>). An invisible WORD JOINER inside each such pattern breaks it.
 WORD_JOINER = "\u2060"
-
-
-def _join(match: re.Match) -> str:
-    return match.group(1) + WORD_JOINER if match.group(1) else WORD_JOINER + match.group(2)
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)(?=\w)|(?<=:)(?=[\w+/-]+:)",
+                       re.IGNORECASE)
 
 
 def plain(value) -> str:
     """``value`` as markdown source that renders to the same characters, plus invisible
     word joiners (line breaks become spaces: a value cannot start a heading or a list)."""
-    escaped = _ASCII_PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
-    return _AUTOLINK_PARTS.sub(_join, escaped)
+    text = _LINE_BREAKS.sub(" ", str(value))
+    text = _SPECIAL.sub(r"\\\1", text)
+    text = _BLOCK_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text, count=1)
+    return _AUTOLINK.sub(WORD_JOINER, text)
 
 
 def show(kind: str, message) -> None:

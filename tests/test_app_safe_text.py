@@ -46,14 +46,19 @@ def _assert_shown_as_text(at, payload: str = PAYLOAD) -> list[str]:
 
 
 def test_plain_escapes_every_markdown_construct_and_keeps_the_text():
-    tricky = PAYLOAD + " <img src=x> :red[hi] $x$ www.example.org a@b.org *b* `c`\n# h"
+    tricky = PAYLOAD + " <img src=x> :red[hi] $x$ www.example.org a@b.org *b* `c` _e_ ~~s~~\n# h"
     escaped = plain(tricky)
-    # every ASCII punctuation character comes escaped, so no construct can form
-    # and autolink patterns (found after unescaping) are broken by invisible joiners
-    assert not re.search(r"https?:/|www\.|@\w", escaped.replace("\\", ""))
-    assert re.fullmatch(r"(?:\\[!-/:-@\[-`{-~]|[^!-/:-@\[-`{-~\n])*", escaped), escaped
-    # Undoing the escapes gives the text back (line breaks become spaces).
-    assert re.sub(r"\\(.)", r"\1", escaped.replace(WORD_JOINER, "")) == tricky.replace("\n", " ")
+    # every character that opens a construct comes escaped ...
+    for char in "[]<>$*`~#":
+        assert not re.search(r"(?<!\\)" + re.escape(char), escaped), (char, escaped)
+    assert not re.search(r"(?<![\\\w])_|(?<!\\)_(?!\w)", escaped), escaped  # "_" at a word edge
+    # ... autolink patterns (found after unescaping) are broken by invisible joiners ...
+    assert not re.search(r"https?://|www\.|@\w", escaped.replace("\\", "")), escaped
+    # ... and undoing the escapes gives the text back (line breaks become spaces).
+    unescaped = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", escaped.replace(WORD_JOINER, ""))
+    assert unescaped == tricky.replace("\n", " ")
+    assert plain("- item") == "\\- item" and plain("3. item") == "3\\. item"
+    assert plain("n_way=3 for 'a_b'") == "n_way=3 for 'a_b'"  # plain text stays as typed
 
 
 def test_markdown_in_a_link_value_is_shown_as_text():
