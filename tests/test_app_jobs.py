@@ -59,8 +59,8 @@ def test_one_session_cannot_hold_two_active_jobs(board):
 
 
 def test_a_full_queue_is_refused_on_the_page_with_a_message(board, monkeypatch):
-    import app.jobs
-    monkeypatch.setattr(app.jobs, "MAX_WAITING", 1)
+    import app.job_board
+    monkeypatch.setattr(app.job_board, "MAX_WAITING", 1)
     capacity = len(board.workers) + 1
     others = [_long_job() for _ in range(capacity)]
     for i, job in enumerate(others):
