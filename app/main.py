@@ -17,7 +17,7 @@ Stable widget keys for browser tests (in the browser, a widget with key K carrie
 class "st-key-K", e.g. `.st-key-train_start button`):
     sidebar    lang, dataset, upload_file, algorithm, n_way, k_shot, n_query, seed, split
     episodes   new_episode
-    train      hp_<algorithm>_<name>, train_steps, train_fresh, train_start, train_stop,
+    train      hp_<algorithm>_<name>, train_steps, train_fresh, train_keep, train_start, train_stop,
                download_checkpoint, upload_checkpoint
     adapt      adapt_sample, adapt_play, adapt_step (slider)
     embedding  emb_method (umap/tsne/pca; computed on change, no button), emb_dim,
