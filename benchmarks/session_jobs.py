@@ -10,9 +10,10 @@ pressing Start. The board accepts MAX_WORKERS running + MAX_WAITING queued jobs;
 rest are told the queue is full (counted as "refused"). Then every context is closed at
 once and the server's stderr is watched for the reaper's "job <token> stopped" line of
 each accepted job. Memory is the server process tree's RSS (/proc): after one warm-up
-session has trained 20 steps and gone (imports, datasets, training code loaded), with the 30 sessions training, when the last job
-stopped, and once Streamlit has dropped the disconnected sessions
-(server.disconnectedSessionTTL, shortened here to 10 s so the run stays short).
+session has trained 2 steps and gone (imports, datasets, training code loaded), with
+the sessions training, when the last job stopped, and once Streamlit has dropped the
+disconnected sessions (server.disconnectedSessionTTL, shortened here to 10 s so the run
+stays short).
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def main() -> None:
         server.wait_healthy(timeout_s=120)
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
-            # Warm-up: one session trains 20 steps to the end, so lazily loaded training
+            # Warm-up: one session trains 2 steps to the end, so lazily loaded training
             # code and the worker threads' allocator arenas are in the baseline.
             warm = browser.new_context()
             warm.set_default_timeout(SLOW_MS)
@@ -78,8 +79,8 @@ def main() -> None:
             runs = RunWatcher(page)
             runs.run(lambda: page.goto(f"{server.url}/train"), SLOW_MS)
             steps = page.locator(".st-key-train_steps input")
-            runs.run(lambda: (steps.fill("20"), steps.press("Enter")), SLOW_MS)
-            page.locator(".st-key-train_start button").click()
+            runs.run(lambda: (steps.fill("2"), steps.press("Enter")), SLOW_MS)
+            runs.run(page.locator(".st-key-train_start button").click, SLOW_MS)
             page.wait_for_selector("[data-testid='stAlertContentSuccess']", timeout=SLOW_MS)
             warm.close()
             time.sleep(SESSION_TTL_S + 5)
