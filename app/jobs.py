@@ -187,7 +187,6 @@ def session_job() -> TrainingJob | None:
             del st.query_params["job"]
         else:
             ss["job"] = job
-            ss["train_keep"] = job.keep  # the Train page's checkbox starts as the job was left
     if job is not None and st.query_params.get("job") != job.token:
         st.query_params["job"] = job.token
     return job

@@ -82,3 +82,18 @@ def test_a_full_queue_is_refused_on_the_page_with_a_message(board, monkeypatch):
     job = at.session_state["job"]
     assert not at.error and job.active
     assert board.position(job) == 0 or job.status == "running"
+
+
+def test_keep_training_is_the_runs_choice_across_pages(board):
+    at = new_app()
+    goto(at, "train")
+    set_and_run(at, algorithm="protonet", n_way=5, k_shot=1, n_query=2, train_steps=20000)
+    at.checkbox(key="train_keep").check().run()
+    at.button(key="train_start").click().run()
+    job = at.session_state["job"]
+    assert job.active and job.keep
+    goto(at, "adapt")  # the checkbox is not drawn here, so Streamlit forgets its value
+    goto(at, "train")
+    assert job.keep and at.checkbox(key="train_keep").value
+    at.checkbox(key="train_keep").uncheck().run()  # and unticking applies to the run
+    assert not job.keep

@@ -38,6 +38,12 @@ def start(hp: dict, steps: int, fresh: bool, keep: bool) -> TrainingJob:
                        val_episodes=20, keep=keep).submit()
 
 
+def keep_changed() -> None:
+    """Ticking or unticking "keep training" applies to the run going on, too."""
+    if job is not None:
+        job.keep = ss["train_keep"]
+
+
 left, right = st.columns([1, 2], gap="large")
 with left:
     st.subheader(t("train.hyperparams"))
@@ -46,9 +52,10 @@ with left:
     steps = st.number_input(t("train.steps"), 1, 20000, 100, step=10, key="train_steps",
                             help=t("train.steps_help"))
     fresh = st.toggle(t("train.from_fresh"), key="train_fresh", help=t("train.from_fresh_help"))
-    keep = st.checkbox(t("train.keep"), key="train_keep", help=t("train.keep_help", grace=f"{GRACE_S:.0f}"))
-    if job is not None and job.active:
-        job.keep = keep  # may be changed while the run goes
+    if job is not None and job.active and "train_keep" not in ss:
+        ss["train_keep"] = job.keep  # the run's choice (after a reload, or another page)
+    keep = st.checkbox(t("train.keep"), key="train_keep", on_change=keep_changed,
+                       help=t("train.keep_help", grace=f"{GRACE_S:.0f}"))
     c1, c2 = st.columns(2)
     if c1.button(t("train.start"), key="train_start", disabled=busy, type="primary"):
         try:
