@@ -61,8 +61,9 @@ def main() -> None:
     env = {"STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(SESSION_TTL_S)}
     if args.grace is not None:
         env["METAREP_JOB_GRACE_S"] = str(args.grace)
-    # the app's default, read from its source (importing app.jobs would load torch here)
-    default = re.search(r'"METAREP_JOB_GRACE_S", "([\d.]+)"', (ROOT / "app" / "job_board.py").read_text())
+    # the app's default, read from its source (the benchmark imports nothing of the app)
+    source = (ROOT / "app" / "job_board.py").read_text()
+    default = re.search(r'"METAREP_JOB_GRACE_S", "([\d.]+)"', source)
     grace = args.grace if args.grace is not None else float(default.group(1))
 
     from playwright.sync_api import sync_playwright
