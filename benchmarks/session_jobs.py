@@ -36,7 +36,7 @@ SESSION_TTL_S = 10
 def start_training(page, url: str) -> str | None:
     """Open /train in ``page``, press Start; the job's token, or None when refused."""
     runs = RunWatcher(page)
-    runs.run(lambda: page.goto(f"{url}/train"), SLOW_MS)
+    runs.run(lambda: page.goto(f"{url}/train", wait_until="commit"), SLOW_MS)
     steps = page.locator(".st-key-train_steps input")
     runs.run(lambda: (steps.fill(str(STEPS)), steps.press("Enter")), SLOW_MS)
     runs.run(page.locator(".st-key-train_start button").click, SLOW_MS)
@@ -87,14 +87,21 @@ def main() -> None:
             time.sleep(SESSION_TTL_S + 5)
             rss_before = server.memory_mb()["rss_mb"]
 
-            contexts, tokens, t_start = [], [], time.monotonic()
-            for _ in range(args.sessions):
+            contexts, tokens, failed, t_start = [], [], 0, time.monotonic()
+            for i in range(args.sessions):
                 context = browser.new_context()
                 context.set_default_timeout(SLOW_MS)
                 contexts.append(context)
-                token = start_training(context.new_page(), server.url)
+                try:
+                    token = start_training(context.new_page(), server.url)
+                except Exception as exc:  # an overloaded server: count it, go on
+                    failed += 1
+                    print(f"session {i}: {type(exc).__name__}", file=sys.stderr, flush=True)
+                    continue
                 if token:
                     tokens.append(token)
+                print(f"session {i}: {'job ' + token[:8] if token else 'refused'} "
+                      f"at {time.monotonic() - t_start:.0f} s", file=sys.stderr, flush=True)
             start_s = time.monotonic() - t_start
             rss_training = server.memory_mb()["rss_mb"]
 
@@ -117,7 +124,8 @@ def main() -> None:
         loadavg = fh.read().split()[:3]
     print(json.dumps({
         "bench": "session-jobs-close", "sessions": args.sessions, "accepted": len(tokens),
-        "refused": args.sessions - len(tokens), "not_stopped": len(pending),
+        "refused": args.sessions - len(tokens) - failed, "failed_to_start": failed,
+        "not_stopped": len(pending),
         "starting_all_s": round(start_s, 1), "grace_s": grace,
         "all_stopped_after_close_s": round(all_stopped_s, 1),
         "past_grace_s": round(all_stopped_s - grace, 1), "goal_past_grace_s": 10,

@@ -72,9 +72,11 @@ with right:
     if job is None:
         st.info(t("train.job_lost" if ss.pop("_job_lost", False) else "train.no_job"))
     else:
-        was_active = job.active
+        was_active, was_queued = job.active, job.status == "queued"
 
-        @st.fragment(run_every=1.0 if was_active else None)
+        # A queued run only needs its place in the line now and then: with 16 sessions
+        # waiting, polling each every second costs the server 16 reruns a second.
+        @st.fragment(run_every=(5.0 if was_queued else 1.0) if was_active else None)
         def job_panel():
             status = job.status
             left_s = job.seconds_left()
@@ -95,6 +97,8 @@ with right:
             if was_active and not job.active:
                 adopt_result(job)
                 st.rerun()  # a full rerun: stop polling, show the new model everywhere
+            if was_queued and job.status != "queued":
+                st.rerun()  # it started: poll every second from now on
 
         job_panel()
 
