@@ -17,8 +17,10 @@ $(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-run: $(VENV)/.runtime-installed
-	$(PY) -m streamlit run app/main.py --server.port $(PORT) --browser.gatherUsageStats false
+# .streamlit/config.toml (read from this directory) keeps the server offline: headless,
+# no usage statistics, no external-IP lookup at start-up.
+run: $(VENV)/.runtime-installed .streamlit/config.toml
+	$(PY) -m streamlit run app/main.py --server.port $(PORT)
 
 browser:
 	bash scripts/ensure_chromium.sh

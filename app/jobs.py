@@ -1,39 +1,36 @@
-"""Background meta-training: one bounded worker pool for the whole server.
+"""Background meta-training jobs.
 
-A page never trains inside its rerun. It makes a :class:`TrainingJob` (kept in
-that user's ``st.session_state``) and submits it to :func:`training_pool`, a
-``ThreadPoolExecutor`` shared by all sessions with at most ``MAX_WORKERS``
-threads, so ten users pressing "start" queue rather than fight for the CPU.
-Each job trains its own deep copy of the session's model; pages poll the job
-(``st.fragment(run_every=...)``) and read its history, which only the worker
-appends to.
+A page never trains inside its rerun. It makes a :class:`TrainingJob` and submits it to
+the server's :class:`~app.job_board.JobBoard` (bounded queue, daemon workers, one job
+per session, stopped when its session is gone: see that module). Each job trains its
+own deep copy of the session's model; pages poll the job (``st.fragment(run_every=...)``)
+and read its history, which only the worker appends to. The job's random ``token`` is
+kept in the page's URL (``?job=<token>``): a reload is a new Streamlit session, and
+:func:`session_job` finds the job again through it.
 """
 from __future__ import annotations
 
 import copy
+import secrets
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 import streamlit as st
 import torch
 
+from app.job_board import GRACE_S, MAX_WAITING, MAX_WORKERS, JobBoard, current_session_id, job_board
 from metarep_core.errors import MetaRepError
 from metarep_core.training import Trainer  # imported here, not in a worker thread (import races)
 
-MAX_WORKERS = 2
+__all__ = ["GRACE_S", "MAX_WAITING", "MAX_WORKERS", "TrainingJob", "adopt_result", "job_board",
+           "session_job"]
+
 # The first meta-step in a process imports and initialises lazily loaded modules
 # (torch.func, a learner's helpers); two workers doing that for the first time at once
 # can see a half-initialised module. The first steps therefore take turns.
 _FIRST_STEP_LOCK = threading.Lock()
 _first_step_done = threading.Event()
-
-
-@st.cache_resource(show_spinner=False)
-def training_pool() -> ThreadPoolExecutor:
-    """The server-wide worker pool (read-only from a session's point of view)."""
-    return ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="metarep-train")
 
 
 class TrainingJob:
@@ -42,10 +39,14 @@ class TrainingJob:
     ``status`` goes queued -> running -> done | stopped | failed (a NaN loss, with
     the Trainer's message in ``error``). ``history`` (per step) and ``val_curve``
     (per validation) are filled by the worker from the Trainer's callback.
+    ``token`` names the job in the URL; ``owner`` is the Streamlit session it belongs
+    to; ``keep`` spares it when that session ends; ``stop_reason`` says who stopped it
+    ("user", "session_ended", "server_stopping").
     """
 
     def __init__(self, learner, dataset, *, model_key: tuple, n_way: int, k_shot: int,
-                 n_query: int, steps: int, seed: int, val_every: int = 0, val_episodes: int = 20):
+                 n_query: int, steps: int, seed: int, val_every: int = 0, val_episodes: int = 20,
+                 keep: bool = False):
         self.learner = copy.deepcopy(learner)  # the session's model stays untouched while training
         self.learner.train()
         self.dataset = dataset
@@ -55,6 +56,11 @@ class TrainingJob:
         # Short runs validate once at the end; longer ones about ten times.
         self.val_every = val_every or (self.steps if self.steps < 20 else self.steps // 10)
         self.val_episodes = val_episodes
+        self.token = secrets.token_urlsafe(16)  # unguessable: it grants control of the job
+        self.owner: str | None = None
+        self.keep = bool(keep)
+        self.gone_since: float | None = None  # when the owner's browser was last seen gone
+        self.stop_reason: str | None = None
         self.stop_event = threading.Event()
         self.history: list[dict] = []   # per step: step, loss, accuracy (percent) or mse
         self.val_curve: list[dict] = []  # per validation: step, val_accuracy or val_mse, val_ci95
@@ -67,23 +73,36 @@ class TrainingJob:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.collected = False  # has the session adopted the result as its model?
-        self.future = None
+        self._ended = threading.Event()
+        self._lock = threading.Lock()  # the queued -> running | stopped transition
 
     # ----------------------------------------------------------------- control
-    def submit(self, pool: ThreadPoolExecutor | None = None) -> "TrainingJob":
-        self.future = (pool or training_pool()).submit(self._run)
+    def submit(self, board: "JobBoard | None" = None) -> "TrainingJob":
+        """Queue this job for the current session (MetaRepError when it may not)."""
+        (board or job_board()).submit(self, current_session_id())
         return self
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "user") -> None:
+        if self.active and self.stop_reason is None:
+            self.stop_reason = reason
         self.stop_event.set()
+        with self._lock:
+            if self.status == "queued":  # never started: no worker will run it now
+                self._finish("stopped")
 
     @property
     def active(self) -> bool:
         return self.status in ("queued", "running")
 
     def wait(self, timeout: float | None = None) -> None:
-        if self.future is not None:
-            self.future.result(timeout=timeout)
+        """Block until the job has ended (TimeoutError after ``timeout`` seconds)."""
+        if not self._ended.wait(timeout):
+            raise TimeoutError(f"training job still {self.status} after {timeout} s")
+
+    def _finish(self, status: str) -> None:
+        self.status = status
+        self.finished_at = time.monotonic()
+        self._ended.set()
 
     # ----------------------------------------------------------------- progress
     @property
@@ -114,16 +133,17 @@ class TrainingJob:
 
     # ----------------------------------------------------------------- worker
     def _run(self) -> None:
-        if self.stop_event.is_set():
-            self.status = "stopped"
-            return
+        with self._lock:
+            if self.status != "queued":  # stopped while it waited
+                return
+            self.status = "running"
         torch.set_num_threads(1)  # two workers on two cores: one thread each
-        self.status = "running"
         self.started_at = time.monotonic()
         self._holds_lock = False
         if not _first_step_done.is_set():
             _FIRST_STEP_LOCK.acquire()
             self._holds_lock = True
+        status = "failed"
         try:
             trainer = Trainer(self.learner, self.dataset, n_way=self.n_way, k_shot=self.k_shot,
                               n_query=self.n_query, steps=self.steps, seed=self.seed,
@@ -133,26 +153,43 @@ class TrainingJob:
             self.result = result.metrics()
             self.message = result.message
             if result.nan_detected:
-                self.status = "failed"
                 self.error = result.message
             else:
-                self.status = "stopped" if result.stopped_early else "done"
+                status = "stopped" if result.stopped_early else "done"
         except MetaRepError as exc:
-            self.status, self.error = "failed", str(exc)
+            self.error = str(exc)
         except Exception as exc:  # surfaced on the page, not swallowed
-            self.status = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
         finally:
             self._release_first_step()
             self.learner.eval()
-            self.finished_at = time.monotonic()
+            self._finish(status)
 
     def _release_first_step(self) -> None:
         if getattr(self, "_holds_lock", False):
             self._holds_lock = False
             _first_step_done.set()
             _FIRST_STEP_LOCK.release()
+
+
+# ----------------------------------------------------------------- page helpers
+def session_job() -> TrainingJob | None:
+    """This session's job: the one it started, or after a reload the one named by the
+    URL's ``?job=`` token. Keeps the token in the URL while the session has a job (so a
+    reload finds it again) and drops a token that names nothing usable."""
+    ss = st.session_state
+    job: TrainingJob | None = ss.get("job")
+    if job is None and st.query_params.get("job"):
+        job = job_board().attach(st.query_params["job"], current_session_id())
+        if job is None:
+            ss["_job_lost"] = True
+            del st.query_params["job"]
+        else:
+            ss["job"] = job
+    if job is not None and st.query_params.get("job") != job.token:
+        st.query_params["job"] = job.token
+    return job
 
 
 def adopt_result(job: TrainingJob) -> None:

@@ -21,7 +21,7 @@ Stable widget keys for browser tests (in the browser, a widget with key K carrie
 class "st-key-K", e.g. `.st-key-train_start button`):
     sidebar    lang, dataset, upload_file, algorithm, n_way, k_shot, n_query, seed, split
     episodes   new_episode
-    train      hp_<algorithm>_<name>, train_steps, train_fresh, train_start, train_stop,
+    train      hp_<algorithm>_<name>, train_steps, train_fresh, train_keep, train_start, train_stop,
                download_checkpoint, upload_checkpoint
     adapt      adapt_sample, adapt_play, adapt_step (slider)
     embedding  emb_method (umap/tsne/pca; computed on change, no button), emb_dim,
@@ -63,7 +63,10 @@ torch.set_num_threads(int(os.environ.get("METAREP_TORCH_THREADS", "1")))
 from app import lesson_state, pages, services, sidebar, state  # noqa: E402
 from app.i18n import t  # noqa: E402
 
-st.set_page_config(page_title="MetaRep Explorer", page_icon=":material/psychology:", layout="wide")
+# The icon is a file served by this server: as ":material/psychology:" the browser would
+# fetch it from fonts.gstatic.com (scripts/make_page_icon.py draws it).
+st.set_page_config(page_title="MetaRep Explorer", page_icon=str(ROOT / "app" / "page_icon.png"),
+                   layout="wide")
 state.init_from_url()
 lesson_state.init_from_url()  # ?lesson=&step=&hide=: a step's settings reach the sidebar first
 services.warm_up_projection()

@@ -178,7 +178,8 @@ def adopt_finished_job() -> None:
 
 
 def start_training(model: state.SessionModel, settings: state.Settings, dataset,
-                   dataset_id: str, *, hp: dict, steps: int, fresh: bool) -> TrainingJob:
+                   dataset_id: str, *, hp: dict, steps: int, fresh: bool,
+                   keep: bool = False) -> TrainingJob:
     """A submitted job training a learner with ``hp`` on ``dataset``: ``model``'s
     weights carried over unless ``fresh`` (refused when the new hyper-parameters
     change the weights' shapes). MetaRepError when N/K/Q don't fit the train split."""
@@ -193,7 +194,7 @@ def start_training(model: state.SessionModel, settings: state.Settings, dataset,
             raise MetaRepError(t("train.hp_changes_shape")) from None
     key = state.model_key(s.algorithm, dataset_id, s.n_way, dataset.input_shape)
     return TrainingJob(learner, dataset, model_key=key, n_way=s.n_way, k_shot=s.k_shot,
-                       n_query=s.n_query, steps=steps, seed=s.seed, val_episodes=20).submit()
+                       n_query=s.n_query, steps=steps, seed=s.seed, val_episodes=20, keep=keep).submit()
 
 
 # ------------------------------------------------------------------ what pages draw

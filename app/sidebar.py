@@ -10,7 +10,8 @@ import streamlit as st
 
 from app import services, state, uploads
 from app.i18n import LANGUAGES, t
-from app.jobs import TrainingJob
+from app.jobs import TrainingJob, session_job
+from app.safe_text import plain, show
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -59,7 +60,7 @@ def _upload_box() -> None:
 
 def _job_status() -> None:
     """A line while this session's training job runs (main.py adopts it when done)."""
-    job: TrainingJob | None = st.session_state.get("job")
+    job: TrainingJob | None = session_job()  # also keeps ?job= in the URL on every page
     if job is not None and job.active:
         st.caption(t("sidebar.job_running", step=job.step, steps=job.steps))
 
@@ -128,11 +129,11 @@ def render() -> Context:
         if ss["dataset"] == state.UPLOAD:
             _upload_box()
             if ss.get("_upload_error"):
-                st.error(ss["_upload_error"])
+                show("error", ss["_upload_error"])
             elif ss.get("upload"):
                 up = ss["upload"]
                 ds = up["dataset"]
-                st.caption(t("upload.summary", name=up["name"], classes=ds.n_classes,
+                st.caption(t("upload.summary", name=plain(up["name"]), classes=ds.n_classes,
                              images=sum(int(x.shape[0]) for x in ds.images)))
                 if ds.params.get("skipped_files"):
                     st.warning(t("upload.skipped", n=ds.params["skipped_files"]))
@@ -177,7 +178,12 @@ def render() -> Context:
         if ctx.task == "classification":
             _n_way_note(ctx)
         if ss.get("_url_warnings"):
-            st.warning(t("sidebar.url_ignored", values=", ".join(ss["_url_warnings"])))
+            st.warning(t("sidebar.url_ignored", values=plain(", ".join(ss["_url_warnings"]))))
+        for name, given, lo, hi, used in ss.get("_url_clamped", ()):
+            if ss.get(name) != used:  # the user has chosen another value since
+                continue
+            st.warning(t("sidebar.url_clamped", name=name, value=plain(given), lo=lo, hi=hi,
+                         used=used))
         _job_status()
 
     chosen = state.current()

@@ -87,19 +87,34 @@ def _parse(key: str, raw):
     return str(raw)
 
 
+def _out_of_range(key: str, raw) -> tuple[int, int] | None:
+    """The widget range ``(lo, hi)`` when the URL's number for ``key`` lies outside it."""
+    if key not in LIMITS or raw is None:
+        return None
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        return None
+    lo, hi = LIMITS[key]
+    return None if lo <= value <= hi else (lo, hi)
+
+
 def init_from_url() -> None:
     """Seed the sidebar's widget values from the URL, once per session."""
     ss = st.session_state
     if ss.get("_url_loaded"):
         return
-    bad = []
+    bad, clamped = [], []
     for key in FIELDS:
         raw = st.query_params.get(key)
         value = _parse(key, raw)
         if raw is not None and value is None:
             bad.append(f"{key}={raw}")
+        if _out_of_range(key, raw):  # said on the page: a silent change would mislead
+            clamped.append((key, str(raw), *LIMITS[key], value))
         ss[key] = getattr(DEFAULTS, key) if value is None else value
     ss["_url_warnings"] = bad
+    ss["_url_clamped"] = clamped  # (name, given, lo, hi, used)
     ss["_url_loaded"] = True
 
 

@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import services, sidebar
 from app.i18n import t
+from app.safe_text import show
 from app.state import SessionModel
 from metarep_core.errors import MetaRepError
 
@@ -16,7 +17,7 @@ def page(name: str) -> sidebar.Context:
     st.caption(t(f"page.{name}.intro"))
     ctx = sidebar.context()
     if ctx.error:
-        st.error(ctx.error)
+        show("error", ctx.error)
         st.stop()
     return ctx
 
@@ -26,7 +27,7 @@ def episode_or_stop(ctx: sidebar.Context, seed: int | None = None):
     try:
         return services.sample_episode(ctx.settings, ctx.dataset, seed)
     except MetaRepError as exc:
-        st.error(str(exc))
+        show("error", exc)
         st.stop()
 
 
@@ -36,9 +37,10 @@ def model_or_stop(ctx: sidebar.Context) -> SessionModel:
     try:
         model = services.session_model(ctx.settings, ctx.dataset, ctx.dataset_id)
     except MetaRepError as exc:
-        st.error(str(exc))
+        show("error", exc)
         st.stop()
-    (st.info if model.source == "fresh" else st.caption)(services.model_caption(model))
+    # the caption may name an uploaded file
+    show("info" if model.source == "fresh" else "caption", services.model_caption(model))
     return model
 
 

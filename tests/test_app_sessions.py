@@ -32,14 +32,14 @@ def _weights(learner):
 
 
 def test_two_sessions_training_at_once_keep_their_own_models():
-    from app.jobs import MAX_WORKERS, training_pool
+    from app.jobs import MAX_WORKERS, job_board
     a, b, c = new_app(seed=1), new_app(seed=2), new_app()
     job_a, job_b = _start_training(a), _start_training(b)
     assert job_a is not job_b and job_a.learner is not job_b.learner
     job_a.wait(120)
     job_b.wait(120)
     assert (job_a.status, job_b.status) == ("done", "done"), (job_a.error, job_b.error)
-    assert training_pool()._max_workers == MAX_WORKERS  # one bounded pool for the server
+    assert len(job_board().workers) == MAX_WORKERS  # one bounded pool for the server
     a.run()
     b.run()
     c.run()

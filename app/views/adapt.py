@@ -13,6 +13,7 @@ from app.figures.adaptation import embedding_motion, query_predictions, trace_ex
 from app.figures.curves import trace_curves
 from app.figures.episodes import regression_plot
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 
 PLAYING = "_adapt_playing"
@@ -52,7 +53,7 @@ def trace_or_stop(model, episode) -> list:
         with st.spinner(t("adapt.adapting")):
             trace = services.trace(model, episode)
     except MetaRepError as exc:
-        st.error(str(exc))
+        show("error", exc)
         st.stop()
     if not trace:
         st.warning(t("adapt.no_trace"))

@@ -12,6 +12,7 @@ from app.figures.compare import comparison_figure
 from app.figures import how_to_read
 from app.figures.paired import paired_difference_figure
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -47,7 +48,7 @@ def run_button(ctx, chosen: list[str], n_episodes: int, run_key: tuple) -> None:
         results = services.compare(models_of(ctx, chosen), ctx.dataset, ctx.settings, n_episodes,
                                    on_progress=progress)
     except MetaRepError as exc:
-        st.error(str(exc))
+        show("error", exc)
         st.stop()
     bar.empty()
     st.session_state["compare_result"] = (run_key, results)

@@ -12,6 +12,7 @@ from app import services, ui, uploads
 from app.figures.adaptation import query_predictions
 from app.figures.episodes import episode_grid
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.data import drawing
 from metarep_core.errors import MetaRepError
 
@@ -82,7 +83,7 @@ def downloads(drawn: drawing.DrawnSet) -> None:
     d2.button(t("draw.use"), key="draw_use", help=t("draw.use_help"), on_click=use_as_dataset,
               args=(data, drawn.n_way, len(drawn.support[0]), len(drawn.queries[0])))
     if st.session_state.get("draw_use_error"):
-        st.error(st.session_state["draw_use_error"])
+        show("error", st.session_state["draw_use_error"])
     elif st.session_state.pop("draw_used", False):
         st.success(t("draw.used"))
 
@@ -110,7 +111,7 @@ def predictions(ctx, episode) -> None:
                     ctx.dataset_id, episode)
                 probs, accuracy = services.predictions(model, episode)
             except (MetaRepError, RuntimeError) as exc:
-                st.error(t("draw.cannot_adapt", name=services.algorithm_label(name), error=exc))
+                show("error", t("draw.cannot_adapt", name=services.algorithm_label(name), error=exc))
                 continue
             st.caption(services.model_caption(model))
             st.plotly_chart(query_predictions(
@@ -134,7 +135,7 @@ if missing:
 try:
     episode = drawing.drawn_episode(drawn, image_size=shape[-1], channels=shape[0])
 except MetaRepError as exc:
-    st.error(str(exc))
+    show("error", exc)
     st.stop()
 st.divider()
 downloads(drawn)

@@ -7,6 +7,7 @@ import streamlit as st
 from app import services, ui
 from app.figures.embedding import embedding_figure
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 
 
@@ -52,7 +53,7 @@ def points_or_stop(ctx, model, episode, choice: dict) -> dict:
                                            dim=choice["dim"], seed=s.seed, **choice["params"])
                     for which, m in models.items()}
     except MetaRepError as exc:
-        st.error(str(exc))
+        show("error", exc)
         st.stop()
     except NotImplementedError:
         st.info(t("embedding.no_embedding"))

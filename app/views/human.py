@@ -9,6 +9,7 @@ import streamlit as st
 from app import human, ui
 from app.figures.adaptation import query_predictions
 from app.i18n import t
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 
 STARTED = "human_started"  # (setting, episode index, time.monotonic() when queries were shown)
@@ -117,7 +118,7 @@ if record.episodes and st.button(t("human.reset"), key="human_reset"):
 try:
     episode = human.comparison_episode(ctx.dataset, record, record.next_index)
 except MetaRepError as exc:
-    st.error(str(exc))
+    show("error", exc)
     st.stop()
 st.caption(t("human.episode", n=record.next_index + 1))
 support_set(episode)

@@ -16,6 +16,7 @@ from app.figures.episodes import class_code, short_name
 from app.figures.lessons import prototype_choice
 from app.i18n import current_lang, t
 from app.lessons import Exercise, Lesson
+from app.safe_text import show
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import available
 
@@ -24,7 +25,7 @@ def lesson_list(lessons: list[Lesson], refused: list[str], lang: str) -> None:
     """A card per lesson with its start button; a refused file's message for the teacher."""
     registered = set(available())
     for message in refused:
-        st.error(t("lesson.refused", message=message))
+        show("error", t("lesson.refused", message=message))
     for i, lesson in enumerate(lessons, 1):
         with st.container(border=True):
             st.subheader(f"{i}. {lesson.title[lang]}")
@@ -191,7 +192,7 @@ def step_view(lesson: Lesson, i: int, lang: str) -> None:
                 (target_exercise if ex.kind == "reach_target" else choice_exercise)(
                     lesson, n, ex, sit, lang)
             except MetaRepError as exc:
-                st.error(str(exc))
+                show("error", exc)
             feedback(lesson, n, ex, lang)
     back, forward, listing = st.columns(3)
     back.button(t("lesson.back"), key="lesson_back", disabled=i == 0,

@@ -6,7 +6,8 @@ import streamlit as st
 from app import services, ui, uploads, widgets
 from app.figures.curves import training_curves
 from app.i18n import t
-from app.jobs import TrainingJob
+from app.jobs import GRACE_S, TrainingJob, job_board, session_job
+from app.safe_text import show
 from metarep_core.checkpoints import checkpoint_to_bytes
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
@@ -27,26 +28,38 @@ def controls(ctx, model, job: TrainingJob | None) -> None:
     # (set through the key, not value=, so a lesson may set it too without a warning)
     st.session_state.setdefault("train_fresh", model.source in ("shipped", "fresh"))
     fresh = st.toggle(t("train.from_fresh"), key="train_fresh", help=t("train.from_fresh_help"))
+    ss = st.session_state
+    if busy and "train_keep" not in ss:
+        ss["train_keep"] = job.keep  # the run's choice (after a reload, or another page)
+    keep = st.checkbox(t("train.keep"), key="train_keep", on_change=keep_changed, args=(job,),
+                       help=t("train.keep_help", grace=f"{GRACE_S:.0f}"))
     c1, c2 = st.columns(2)
     if c1.button(t("train.start"), key="train_start", disabled=busy, type="primary"):
         try:
             st.session_state["job"] = services.start_training(
                 model, ctx.settings, ctx.dataset, ctx.dataset_id, hp=hp, steps=int(steps),
-                fresh=fresh)
+                fresh=fresh, keep=keep)
         except MetaRepError as exc:
-            st.error(str(exc))
+            show("error", exc)
         else:
             st.rerun()  # redraw the whole page: start disabled, stop enabled, polling on
     if c2.button(t("train.stop"), key="train_stop", disabled=not busy):
         job.stop()
 
 
-def job_panel(job: TrainingJob, regression: bool) -> None:
-    """Progress and curves of ``job`` (a fragment polling every second until the
-    session has adopted its result)."""
+def keep_changed(job: TrainingJob | None) -> None:
+    """Ticking or unticking "keep training" applies to the run going on, too."""
+    if job is not None:
+        job.keep = st.session_state["train_keep"]
+
+
+def job_panel(job: TrainingJob, regression: bool, was_queued: bool) -> None:
+    """Progress and curves of ``job`` (a fragment polling until the session has
+    adopted its result)."""
     left_s = job.seconds_left()
     text = t("train.status." + job.status, step=job.step, steps=job.steps,
-             left=f"{left_s:.0f}" if left_s is not None else "?")
+             left=f"{left_s:.0f}" if left_s is not None else "?",
+             ahead=job_board().position(job))
     st.progress(job.fraction, text=text)
     st.plotly_chart(training_curves(list(job.history), list(job.val_curve), regression=regression,
                                     labels={"loss": t("fig.loss"), "accuracy": t("fig.accuracy"),
@@ -54,20 +67,26 @@ def job_panel(job: TrainingJob, regression: bool) -> None:
                                             "train": t("fig.training")}),
                     key="train_curves")
     if job.error:
-        st.error(job.error)
+        show("error", job.error)
     elif job.status == "done" and job.collected:
         st.success(t("train.adopted"))
     if not job.active and not job.collected:
         st.rerun()  # a full run adopts the result and shows the new model everywhere
+    if was_queued and job.status != "queued":
+        st.rerun()  # it started: poll every second from now on
 
 
 def progress(ctx, job: TrainingJob | None) -> None:
     st.subheader(t("train.progress_title"))
     if job is None:
-        st.info(t("train.no_job"))
+        st.info(t("train.job_lost" if st.session_state.pop("_job_lost", False) else "train.no_job"))
         return
+    queued = job.status == "queued"
     polling = job.active or not job.collected
-    st.fragment(job_panel, run_every=1.0 if polling else None)(job, ctx.task == "regression")
+    # A queued run only needs its place in the line now and then: with 16 sessions
+    # waiting, polling each every second costs the server 16 reruns a second.
+    every = (5.0 if queued else 1.0) if polling else None
+    st.fragment(job_panel, run_every=every)(job, ctx.task == "regression", queued)
 
 
 def checkpoints(ctx, model) -> None:
@@ -99,12 +118,12 @@ def checkpoint_upload(ctx) -> None:
         st.rerun()
     if ss.get("_ckpt_msg"):
         kind, msg = ss["_ckpt_msg"]
-        (st.success if kind == "success" else st.error)(msg)
+        show(kind, msg)  # names the user's file, or quotes its metadata
 
 
 ctx = ui.page("train")
 model = ui.model_or_stop(ctx)
-job: TrainingJob | None = st.session_state.get("job")
+job: TrainingJob | None = session_job()  # this session's, or a reloaded tab's (?job=)
 left, right = st.columns([1, 2], gap="large")
 with left:
     controls(ctx, model, job)
