@@ -191,3 +191,14 @@ def test_joint_tsne_sequence_keeps_still_points_still():
 def test_sequence_refuses_steps_of_different_points():
     with pytest.raises(MetaRepError, match="same points"):
         project_sequence([np.zeros((4, 3)), np.zeros((5, 3))], "pca")
+
+
+def test_exact_knn_is_the_sorted_head_of_each_distance_row():
+    X = np.random.default_rng(2).normal(size=(50, 7))
+    X[10] = X[3]                                   # a duplicate: ties broken by index
+    idx, dist = projection._exact_knn(X, 6)
+    full = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    expected = np.lexsort((np.broadcast_to(np.arange(50), full.shape), full), axis=1)[:, :6]
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_allclose(dist, np.take_along_axis(full, expected, 1), atol=1e-9)
+    assert list(idx[3][:2]) == [3, 10] and list(idx[10][:2]) == [3, 10]
