@@ -202,3 +202,21 @@ def test_exact_knn_is_the_sorted_head_of_each_distance_row():
     np.testing.assert_array_equal(idx, expected)
     np.testing.assert_allclose(dist, np.take_along_axis(full, expected, 1), atol=1e-9)
     assert list(idx[3][:2]) == [3, 10] and list(idx[10][:2]) == [3, 10]
+
+
+def test_knn_accuracy_counts_points_whose_neighbours_share_their_class():
+    from metarep_core.bench.projection import knn_accuracy
+    X, labels = blobs(n_per=10)
+    assert knn_accuracy(X, labels) == 1.0
+    assert knn_accuracy(X, np.roll(labels, 5)) < 0.7   # labels no longer follow the clusters
+
+
+def test_projection_bench_reports_percentiles_quality_and_load():
+    from metarep_core.bench import run
+    records = run(["projection"], out=open(os.devnull, "w"), options={"n_points": 40, "repeats": 2})
+    assert [(r["method"], r["dim"]) for r in records] == [(m, d) for m in projection.METHODS
+                                                         for d in projection.DIMS]
+    for r in records:
+        assert r["bench"] == "projection" and r["n_points"] == 40 and len(r["loadavg"]) == 3
+        assert 0 < r["cpu_p50_s"] <= r["cpu_p95_s"] and 0 < r["wall_p50_s"] <= r["wall_p95_s"]
+        assert 0.5 < r["trustworthiness"] <= 1 and 0 <= r["knn5_accuracy"] <= 1
