@@ -13,7 +13,8 @@ functions (umap-learn caches only a few of them itself), and :func:`warm_up`, wh
 the app runs in a background thread at server start (``python -m
 metarep_core.projection`` runs it alone, e.g. to fill the cache when installing).
 ``python -m metarep_core bench projection-umap`` measures the cold, warm-cache and
-in-process times.
+in-process times; ``bench projection`` every method and dim on 1,000 real embeddings
+(p50/p95 wall and CPU, trustworthiness, 5-NN accuracy, load average).
 """
 from __future__ import annotations
 
