@@ -219,9 +219,9 @@ def _distance_matrix(X: np.ndarray) -> np.ndarray:
 # t-SNE settings, measured on 1,000 64-d embeddings of glyphs (shipped ProtoNet and
 # MAML, and a fresh init), one thread: all the time is in the Barnes-Hut gradient.
 # angle 0.8 (sklearn's default 0.5) and, in 3-D, 400 iterations instead of 500 took
-# 3-D from 4.9 to 2.4-2.6 CPU s and 2-D from 1.7 to 1.3-1.4, with trustworthiness
+# 3-D from 4.9-5.1 to 2.4-2.7 CPU s and 2-D from 1.7-1.8 to 1.3-1.4, with trustworthiness
 # (k=10) and 5-NN class accuracy in the map within 0.01 of the old settings.
-# openTSNE 1.0.4 was no faster here (3-D Barnes-Hut 4.4 s, 2-D FFT 19 s at n=1,000).
+# openTSNE 1.0.4 was no faster here (CPU s at n=1,000: 3-D Barnes-Hut 4.4, 2-D FFT 19).
 _TSNE_ANGLE = 0.8
 _TSNE_MAX_ITER = {2: 500, 3: 400}    # includes sklearn's 250 early-exaggeration iterations
 
