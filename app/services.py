@@ -284,19 +284,47 @@ class EmbeddingPoints:
         return np.array([order.index(n) for n in self.names])
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """One model's embedding of an episode before any projection: ``emb`` (n, d)
+    float, then per point what :class:`EmbeddingPoints` carries (names, groups,
+    kinds, wrong, images)."""
+
+    emb: np.ndarray
+    names: list[str]
+    groups: list
+    kinds: np.ndarray
+    wrong: np.ndarray
+    images: np.ndarray
+
+
+def embedded(model: state.SessionModel, episode: Episode, dataset, *, split: str,
+             n_samples: int, seed: int) -> Embedded:
+    """:class:`Embedded` of ``model`` adapted to ``episode`` (support, query,
+    ``n_samples`` images of ``split`` drawn with ``seed``, prototypes). Memoised apart
+    from the projection: changing only a projection setting reuses it (adapting and
+    embedding a thousand images is most of the page's time)."""
+    def compute():
+        emb, names, groups, kinds, wrong, images = _embed(model.learner, episode, dataset,
+                                                          split, n_samples, seed)
+        return Embedded(emb, names, groups, np.array(kinds), wrong, images)
+    return model.remember(("embedded", episode_key(episode), split, n_samples, seed), compute)
+
+
 def points(model: state.SessionModel, episode: Episode, dataset, *, split: str,
            n_samples: int, method: str, dim: int, seed: int, **params) -> EmbeddingPoints:
     """:class:`EmbeddingPoints` of ``model`` (adapted to ``episode``) with ``n_samples``
     more images of ``split``, projected by ``method`` ("umap", "tsne", "pca") to ``dim``
-    dimensions (``params``: n_neighbors, perplexity). NotImplementedError when the
-    learner has no embedding; MetaRepError for a projection parameter out of range."""
+    dimensions (``params``: n_neighbors, perplexity). The embedding comes from
+    :func:`embedded`, so a new projection of the same points does not adapt or embed
+    again. NotImplementedError when the learner has no embedding; MetaRepError for a
+    projection parameter out of range."""
     def compute():
         from metarep_core.projection import project
-        emb, names, groups, kinds, wrong, images = _embed(model.learner, episode, dataset,
-                                                          split, n_samples, seed)
-        xy, notes = project(emb, method=method, dim=dim, seed=seed, return_notes=True, **params)
-        return EmbeddingPoints(xy, names, groups, np.array(kinds), wrong, images, list(notes))
-    key = ("points", episode_key(episode), split, n_samples, method, dim, seed,
+        e = embedded(model, episode, dataset, split=split, n_samples=n_samples, seed=seed)
+        xy, notes = project(e.emb, method=method, dim=dim, seed=seed, return_notes=True, **params)
+        return EmbeddingPoints(xy, e.names, e.groups, e.kinds, e.wrong, e.images, list(notes))
+    key = ("points", episode_key(episode), split, n_samples, seed, method, dim,
            tuple(sorted(params.items())))
     return model.remember(key, compute)
 

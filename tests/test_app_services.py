@@ -109,6 +109,37 @@ def test_embedding_points_are_projected_and_memoised(glyphs):
     assert in_3d.xy.shape == (n, 3)
 
 
+def test_a_new_projection_reuses_the_embedding(glyphs):
+    # Changing only a projection setting must not adapt or embed again (issue 13): the
+    # real learner's methods are wrapped to count calls, not replaced.
+    model, episode = _model(glyphs), _episode(glyphs, n_query=2)
+    calls = {"adapt": 0, "embed": 0}
+
+    def counted(name):
+        method = getattr(model.learner, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return method(*args, **kwargs)
+        return wrapper
+    model.learner.adapt = counted("adapt")
+    model.learner.embed = counted("embed")
+    common = dict(split="test", n_samples=10, seed=0)
+    first = services.points(model, episode, glyphs, method="pca", dim=2, **common)
+    assert calls["adapt"] == 1
+    embeds = calls["embed"]
+    for method, dim, params in [("pca", 3, {}), ("tsne", 2, {"perplexity": 5.0}),
+                                ("tsne", 2, {"perplexity": 8.0}), ("tsne", 3, {"perplexity": 5.0})]:
+        pts = services.points(model, episode, glyphs, method=method, dim=dim, **common, **params)
+        assert pts.xy.shape == (len(first.names), dim) and pts.names == first.names
+    assert calls == {"adapt": 1, "embed": embeds}
+    np.testing.assert_array_equal(pts.images, first.images)
+    # what the embedding itself depends on still makes a new one
+    services.points(model, episode, glyphs, method="pca", dim=2, split="test", n_samples=12, seed=0)
+    services.points(model, episode, glyphs, method="pca", dim=2, split="test", n_samples=10, seed=1)
+    assert calls["adapt"] == 3
+
+
 def test_predictions_match_the_learner_adapted_directly(glyphs):
     model, episode = _model(glyphs), _episode(glyphs, n_query=3)
     probs, accuracy = services.predictions(model, episode)

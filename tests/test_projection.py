@@ -191,3 +191,32 @@ def test_joint_tsne_sequence_keeps_still_points_still():
 def test_sequence_refuses_steps_of_different_points():
     with pytest.raises(MetaRepError, match="same points"):
         project_sequence([np.zeros((4, 3)), np.zeros((5, 3))], "pca")
+
+
+def test_exact_knn_is_the_sorted_head_of_each_distance_row():
+    X = np.random.default_rng(2).normal(size=(50, 7))
+    X[10] = X[3]                                   # a duplicate: ties broken by index
+    idx, dist = projection._exact_knn(X, 6)
+    full = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    expected = np.lexsort((np.broadcast_to(np.arange(50), full.shape), full), axis=1)[:, :6]
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_allclose(dist, np.take_along_axis(full, expected, 1), atol=1e-9)
+    assert list(idx[3][:2]) == [3, 10] and list(idx[10][:2]) == [3, 10]
+
+
+def test_knn_accuracy_counts_points_whose_neighbours_share_their_class():
+    from metarep_core.bench.projection import knn_accuracy
+    X, labels = blobs(n_per=10)
+    assert knn_accuracy(X, labels) == 1.0
+    assert knn_accuracy(X, np.roll(labels, 5)) < 0.7   # labels no longer follow the clusters
+
+
+def test_projection_bench_reports_percentiles_quality_and_load():
+    from metarep_core.bench import run
+    records = run(["projection"], out=open(os.devnull, "w"), options={"n_points": 40, "repeats": 2})
+    assert [(r["method"], r["dim"]) for r in records] == [(m, d) for m in projection.METHODS
+                                                         for d in projection.DIMS]
+    for r in records:
+        assert r["bench"] == "projection" and r["n_points"] == 40 and len(r["loadavg"]) == 3
+        assert 0 < r["cpu_p50_s"] <= r["cpu_p95_s"] and 0 < r["wall_p50_s"] <= r["wall_p95_s"]
+        assert 0.5 < r["trustworthiness"] <= 1 and 0 <= r["knn5_accuracy"] <= 1

@@ -6,6 +6,12 @@
   that process (warm). Wall and CPU seconds each; the CPU figures say what the wall
   figures would be on an idle core.
 * ``projection-tsne``, ``projection-pca``: the same points, ms, median of 5 after one warm-up.
+* ``projection``: what the Embedding page projects (issue 13): 1,000 embeddings (64-d)
+  of glyphs test images by the shipped ProtoNet, each method in 2-D and 3-D, warm
+  (UMAP compiled first). One record per method and dim with p50/p95 of wall and CPU
+  seconds over ``repeats`` seeds (default 5), the quality of the last seed's map
+  (trustworthiness at k=10, leave-one-out 5-NN class accuracy in the map) and the
+  load average (``loadavg``: 1, 5, 15 minutes), since on a shared machine only the CPU figures compare across runs.
 """
 from __future__ import annotations
 
@@ -79,4 +85,62 @@ def _timed(method: str, repeats: int = 5):
     return run
 
 
-WORKLOADS = {"projection-umap": _umap, "projection-tsne": _timed("tsne"), "projection-pca": _timed("pca")}
+def page_embeddings(n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (n, 64) float64 of ``n`` glyphs test images by the shipped ProtoNet
+    (a fresh ProtoNet if the checkpoint is missing) and their class ids (n,)."""
+    import torch
+    from ..data import load_dataset
+    ds = load_dataset("glyphs", seed=0)
+    path = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "protonet_glyphs_5w1s.safetensors"
+    if path.is_file():
+        from ..checkpoints import load_checkpoint
+        learner = load_checkpoint(str(path))[0]
+    else:
+        from ..learners import build_learner
+        learner = build_learner("protonet", ds.input_shape, 5, task="classification")
+    x, classes = ds.samples("test", n, seed=seed)
+    with torch.no_grad():
+        emb = learner.eval().embed(x)
+    return emb.double().numpy(), np.asarray(classes)
+
+
+def knn_accuracy(Y: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Leave-one-out k-NN class accuracy of points ``Y`` (n, dim) with ``labels`` (n,):
+    the share of points whose k nearest others mostly (ties: lowest id) share their class."""
+    d = projection._distance_matrix(Y)
+    np.fill_diagonal(d, np.inf)
+    votes = labels[np.argsort(d, axis=1, kind="stable")[:, :k]]
+    predicted = np.array([np.bincount(v).argmax() for v in votes])
+    return float((predicted == labels).mean())
+
+
+def _page(opts: dict) -> list[dict]:
+    from sklearn.manifold import trustworthiness
+    n, repeats = int(opts.get("n_points", 1000)), int(opts.get("repeats", 5))
+    X, labels = page_embeddings(n)
+    projection.warm_up()
+    projection.project(X[:100], "umap", 2)      # the full-size code path compiled too
+    records = []
+    for method in projection.METHODS:
+        for dim in projection.DIMS:
+            wall, cpu = [], []
+            for seed in range(repeats):
+                t0, c0 = time.perf_counter(), time.process_time()
+                Y = projection.project(X, method, dim, seed=seed)
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+            load = os.getloadavg()   # 1, 5 and 15 minutes, as the runs end
+            pct = lambda v, q: round(float(np.percentile(v, q)), 3)  # noqa: E731
+            records.append({
+                "bench": "projection", "method": method, "dim": dim, "n_points": len(X),
+                "n_features": X.shape[1], "repeats": repeats,
+                "wall_p50_s": pct(wall, 50), "wall_p95_s": pct(wall, 95),
+                "cpu_p50_s": pct(cpu, 50), "cpu_p95_s": pct(cpu, 95),
+                "trustworthiness": round(float(trustworthiness(X, Y, n_neighbors=10)), 4),
+                "knn5_accuracy": round(knn_accuracy(Y, labels), 4),
+                "loadavg": [round(v, 2) for v in load]})
+    return records
+
+
+WORKLOADS = {"projection-umap": _umap, "projection-tsne": _timed("tsne"), "projection-pca": _timed("pca"),
+             "projection": _page}
