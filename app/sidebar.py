@@ -11,6 +11,7 @@ import streamlit as st
 from app import services, state, uploads
 from app.i18n import LANGUAGES, t
 from app.jobs import TrainingJob
+from app.messages import user_message
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -97,7 +98,7 @@ def render() -> Context:
         if ss["dataset"] == state.UPLOAD:
             _upload_box()
             if ss.get("_upload_error"):
-                st.error(ss["_upload_error"])
+                st.error(user_message(ss["_upload_error"]))  # the core's English, translated
             elif ss.get("upload"):
                 up = ss["upload"]
                 ds = up["dataset"]
