@@ -95,13 +95,13 @@ if ctx.task == "regression":
 model = ui.model_or_stop(ctx)
 episode = ui.episode_or_stop(ctx)
 choice = projection_controls(episode, ctx.dataset)
-left, right = st.columns(2)
 points = points_or_stop(ctx, model, episode, choice)
 for note in points["before"].notes + points["after"].notes:
     st.caption(user_message(note))
 if model.source == "fresh":
     st.info(t("embedding.not_trained"))
 st.caption(t("embedding.click_hint") if choice["dim"] == 2 else t("embedding.click_hint_3d"))
+left, right = st.columns(2)
 for column, which, key in ((left, "before", "emb_before"), (right, "after", "emb_after")):
     fig = figure(points[which], which, choice["color_by"])
     # a click selects a point (2-D); the page reruns and shows it under its chart
