@@ -187,6 +187,8 @@ def test_the_adaptation_slider_counts_the_steps_as_the_trace_does():
     assert curve_x == [1]  # drawn up to the chosen step, which is step 1
     line = next(m.value for m in at.markdown if m.value.startswith(f"**{ZH['adapt.step']} 1/3**"))
     assert ZH["step.shots"].format(k=1) in line and "shot" not in line
+    # the motion plot's path starts where the trace does
+    assert ZH["adapt.path_since"].format(step=1) in chart_words(charts(at)["adapt_motion"])
     slider.set_value(3).run()
     assert values(json.loads(charts(at)["adapt_curves"])["data"][0]["x"]) == [1, 2, 3]
     # another learner's trace starts at 0: the slider does too

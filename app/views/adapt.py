@@ -105,10 +105,10 @@ def metrics_row(trace: list, i: int) -> None:
                    delta_color="inverse" if name.endswith("loss") else "normal")
 
 
-def classification_view(model, episode, step, i: int, seed: int) -> None:
+def classification_view(model, episode, step, i: int, seed: int, first_step: int) -> None:
     """The queries' predicted probabilities, beside the queries' (and prototypes')
-    motion in embedding space up to step ``i`` (an index into the trace), the
-    queries misclassified at this step ringed."""
+    motion in embedding space up to step ``i`` (an index into the trace, whose first
+    step is numbered ``first_step``), the queries misclassified at this step ringed."""
     a, b = st.columns(2)
     ui.chart(query_predictions(ui.image_array(episode.query_x), episode.query_y.numpy(),
                                step.query_probs, episode.class_names,
@@ -117,7 +117,8 @@ def classification_view(model, episode, step, i: int, seed: int) -> None:
     if motion is not None:
         ui.chart(embedding_motion(motion.points, motion.y, upto=i, kinds=motion.kinds,
                                   class_names=episode.class_names,
-                                  wrong=motion_wrong(step, episode, len(motion.kinds))),
+                                  wrong=motion_wrong(step, episode, len(motion.kinds)),
+                                  labels={"path": t("adapt.path_since", step=first_step)}),
                  key="adapt_motion", container=b)
 
 
@@ -200,7 +201,7 @@ def step_view(model, episode, trace: list, playing: bool, seed: int, before_trac
         regression_view({t("adapt.meta_learned"): trace, t("adapt.fresh_start"): before_trace},
                         episode, true_curve, i)
     else:
-        classification_view(model, episode, trace[i], i, seed)
+        classification_view(model, episode, trace[i], i, seed, first)
     extras_view(trace[i], n_query=len(episode.query_y))
 
 
