@@ -155,6 +155,8 @@ def test_train_briefly_then_watch_adaptation(app):
     wait_idle(app.page)
     app.assert_no_exception("training")
     app.drawn("train_curves")
+    how = t("fig.how.training_curves", lang="en")
+    assert how in app.main_text(), "the training curves' how-to-read caption is not under them"
     assert app.key("train_start").locator("button").is_enabled(), "start stays disabled after training"
     app.screenshot("train")
 
