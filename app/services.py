@@ -298,46 +298,6 @@ def points(model: state.SessionModel, episode: Episode, dataset, *, split: str,
     return model.remember(key, compute)
 
 
-
-@dataclass(frozen=True)
-class PointInfo:
-    """One point of :class:`EmbeddingPoints`, as the Embedding page describes it when
-    it is clicked: its ``index``, class name, group (or None), kind ("support",
-    "query", "sample", "prototype"), whether it is a misclassified query, and
-    ``images`` (m, H, W[, 3]) to show: its own image (m = 1), or for a prototype (an
-    average, with no image of its own) its class's support images."""
-
-    index: int
-    class_name: str
-    group: object
-    kind: str
-    wrong: bool
-    images: np.ndarray
-
-
-def clicked_points(points: EmbeddingPoints, selection, limit: int = 4) -> list[PointInfo]:
-    """The points of ``points`` selected in the chart drawn from them, at most ``limit``:
-    ``selection`` is what ``st.plotly_chart(..., on_select="rerun")`` returned (or its
-    ``.selection``; None when nothing is selected). Indices come from the markers'
-    ``customdata`` (the point's index, see ``embedding_figure``); one the current
-    points do not have (a selection left from a larger projection) is dropped."""
-    from app.figures.embedding import selected_points
-    n = len(points.kinds)
-    out = []
-    for i in selected_points(selection):
-        if not 0 <= i < n:
-            continue
-        kind, name = str(points.kinds[i]), points.names[i]
-        if kind == "prototype":
-            own = [j for j in range(n) if points.kinds[j] == "support" and points.names[j] == name]
-            images = points.images[own]
-        else:
-            images = points.images[i:i + 1]
-        out.append(PointInfo(i, name, points.groups[i], kind, bool(points.wrong[i]), images))
-        if len(out) == limit:
-            break
-    return out
-
 def _embed(learner, episode: Episode, dataset, split: str, n_samples: int, seed: int):
     """Embeddings (n, d) of support, query, extra samples, then prototypes; with the
     per-point class name, group, kind, misclassified flag and image."""

@@ -322,7 +322,7 @@ def click_event(fig, trace_name: str, j: int) -> dict:
 
 def test_a_click_on_the_embedding_map_finds_the_point_its_image_and_what_it_is():
     from app.figures.embedding import embedding_figure
-    from app.services import clicked_points
+    from app.clicks import clicked_points
     pts = embedding_points()
     fig = embedding_figure(pts.xy, pts.y, class_names=pts.class_names, kinds=pts.kinds,
                            wrong=pts.wrong, images=pts.images, lang="en")
@@ -341,7 +341,7 @@ def test_a_click_on_the_embedding_map_finds_the_point_its_image_and_what_it_is()
 
 
 def test_no_click_or_a_stale_one_finds_nothing():
-    from app.services import clicked_points
+    from app.clicks import clicked_points
     pts = embedding_points()
     assert clicked_points(pts, None) == []
     assert clicked_points(pts, {"selection": {"points": [], "point_indices": []}}) == []

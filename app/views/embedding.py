@@ -3,10 +3,10 @@ support and query embeddings plus more samples of the split's classes, with the
 prototypes in the same projection; before meta-training (a fresh init) beside
 after (the session's model). The points come from :func:`app.services.points`.
 Clicking a point (2-D) shows its image, class and kind under its chart
-(:func:`app.services.clicked_points` reads the chart's selection)."""
+(:func:`app.clicks.clicked_points` reads the chart's selection)."""
 import streamlit as st
 
-from app import services, ui
+from app import clicks, services, ui
 from app.figures import how_to_read
 from app.figures.embedding import embedding_figure
 from app.i18n import t
@@ -108,5 +108,5 @@ for column, which, key in ((left, "before", "emb_before"), (right, "after", "emb
     event = ui.chart(fig, key=key, container=column, caption=False, on_select="rerun",
                      selection_mode="points")
     point_details(column.container(key=f"{key}_point"),
-                  services.clicked_points(points[which], event))
+                  clicks.clicked_points(points[which], event))
 st.caption(how_to_read(fig))  # the same for both maps: said once, under them
