@@ -40,7 +40,8 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), key) for p,
     (r"^(?P<name>\w+) must be >= (?P<low>\S+), got (?P<value>.+)$", "msg.too_small"),
     (r"^(?P<name>\w+) must be one of (?P<allowed>.+), got (?P<value>.+)$", "msg.not_one_of"),
     # metarep_core/data/folder.py: an upload with nothing to read
-    (r"^(?P<label>.+) holds no image files \((?P<allowed>[^)]*)\);.*$", "msg.no_images"),
+    (r"^(?P<label>.+) holds no image files \((?P<allowed>[^)]*)\); (?P<others>\d+) other files "
+     r"were found$", "msg.no_images"),
     (r"^(?P<label>.+) is not a zip file \(or is corrupt\);.*$", "msg.not_a_zip"),
 ))
 CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]")

@@ -238,8 +238,11 @@ def test_the_motion_plot_rings_the_queries_wrong_at_the_shown_step():
 
 # -------------------------------------------------- core messages, in Chinese
 def core_messages() -> dict[str, str]:
-    """Real messages of the core, one per form a page can show."""
-    from metarep_core.data import load_dataset
+    """Real messages of the core, one per form a page (or the sidebar's upload box) can show."""
+    import io
+    import zipfile
+
+    from metarep_core.data import load_dataset, load_image_archive
     from metarep_core.errors import MetaRepError, check_positive_int
     from metarep_core.learners import get_learner_class
     from metarep_core.projection import resolve_params
@@ -260,6 +263,11 @@ def core_messages() -> dict[str, str]:
     hp = next(h for h in get_learner_class("maml").all_hyperparams() if h.name == "inner_lr")
     caught("hp_range", lambda: hp.validate(1e9))
     caught("choice", lambda: resolve_params(30, "isomap"))
+    empty = io.BytesIO()
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("shapes/a/readme.txt", "no image here")
+    caught("not_zip", lambda: load_image_archive(b"not a zip", name="x.zip"))
+    caught("no_images", lambda: load_image_archive(empty.getvalue(), name="x.zip"))
     out["too_few"] = resolve_params(5, "umap")[1][0]
     out["neighbors"] = resolve_params(10, "umap", n_neighbors=50)[1][0]
     out["perplexity"] = resolve_params(10, "tsne", perplexity=50)[1][0]
