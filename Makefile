@@ -1,12 +1,12 @@
 # Two commands set everything up (see README "Quick start"):
 #   make run   - create/reuse .venv, install pinned requirements, start the app
-#   make test  - the same plus dev requirements and Chromium, then the whole suite
+#   make test  - the same plus dev requirements, Chromium and PostgreSQL, then the whole suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test bench browser clean
+.PHONY: run test bench browser postgres clean
 
 $(VENV)/.runtime-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ run: $(VENV)/.runtime-installed
 browser:
 	bash scripts/ensure_chromium.sh
 
-test: $(VENV)/.dev-installed browser
+postgres:
+	bash scripts/ensure_postgres.sh
+
+test: $(VENV)/.dev-installed browser postgres
 	$(PY) -m pytest
 
 bench: $(VENV)/.runtime-installed

@@ -8,7 +8,8 @@ page is served at the root:
     /adapt      views/adapt.py      watch adaptation: scrub the trace step by step
     /embedding  views/embedding.py  UMAP / t-SNE / PCA of the embedding space
     /compare    views/compare.py    several learners on identical episodes
-    /lessons    views/lessons.py    guided steps; each button opens a page on a set episode
+    /lessons    views/lessons.py    lessons (assets/lessons/*.json) step by step, with checked
+                                    exercises; ?lesson=<id>&step=<n>&hide=sidebar opens a step
     /theory     views/theory.py     the four families and each algorithm (LaTeX)
 
 Settings live in the URL: ?lang=en|zh&dataset=glyphs&algorithm=protonet&n_way=5&k_shot=1
@@ -27,7 +28,8 @@ class "st-key-K", e.g. `.st-key-train_start button`):
                emb_after (a click selects a point) and emb_before_point, emb_after_point
                (the clicked point's image and description)
     compare    compare_algorithms, compare_episodes, compare_run, compare_csv, compare_json
-    lessons    lesson_<id>
+    lessons    lesson_<id>, lesson_open, lesson_back, lesson_next, lesson_list,
+               lesson_choice_<id>_<n>, lesson_value_<id>_<n>, lesson_figure_<id>_<n>, lesson_check
 A page is done when [data-test-script-state='notRunning'] shows and no
 [data-testid='stException'] does. Training runs in a background pool and the Train page
 polls it every second (a fragment), so the script state flips while a run is going.
@@ -55,18 +57,22 @@ import torch  # noqa: E402
 # spin against each other (and against other users).
 torch.set_num_threads(int(os.environ.get("METAREP_TORCH_THREADS", "1")))
 
-from app import pages, services, sidebar, state  # noqa: E402
+from app import lesson_state, pages, services, sidebar, state  # noqa: E402
 from app.i18n import t  # noqa: E402
 
 st.set_page_config(page_title="MetaRep Explorer", page_icon=":material/psychology:", layout="wide")
 state.init_from_url()
+lesson_state.init_from_url()  # ?lesson=&step=&hide=: a step's settings reach the sidebar first
 services.warm_up_projection()
 
 services.adopt_finished_job()  # before the sidebar and page read the session's model
 st.session_state["_ctx"] = sidebar.render()
+lesson_state.write_url()
+lesson_state.hide_controls()
 navigation = st.navigation([
     st.Page(page.script, title=t(f"page.{page.name}"), icon=page.icon, url_path=page.name,
             default=(page.name == pages.DEFAULT))
     for page in pages.PAGES
 ])
+lesson_state.banner(navigation.url_path)
 navigation.run()

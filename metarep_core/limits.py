@@ -27,3 +27,14 @@ MAX_ARCHIVE_PIXELS = 250_000_000         # all images of one upload or folder (O
 MAX_IMAGES = 20_000                      # image files in one upload or folder (Omniglot has 32,460 in two zips)
 MAX_DECODED_BYTES = 200 * 2**20          # one dataset's images after resizing, as uint8, rotations included
 MAX_CONCURRENT_ARCHIVE_READS = 2        # uploads/folders read at once per process; more sessions queue
+
+# ----------------------------------------------------------------------------- run store
+# What one run (one browser session's lasting work) may keep in the store (metarep_core/store).
+# A checkpoint blob is bounded by CHECKPOINT_MAX_BYTES above.
+STORE_DATASET_MAX_BYTES = 64 * 2**20     # an uploaded zip or a drawing, as sent (Omniglot's background zip: 9 MB)
+STORE_RUN_MAX_BYTES = 200 * 2**20        # all blobs of one run together
+STORE_RUN_MAX_BLOBS = 32                 # checkpoints and datasets of one run (12 learners x a few datasets)
+STORE_RUN_MAX_ANSWERS = 5_000            # exercise answers of one run, every attempt counted
+STORE_JSON_MAX_CHARS = 16_384            # a run's settings, or one page's state, as JSON
+STORE_ANSWER_MAX_CHARS = 1_000           # one answer, as JSON
+STORE_NAME_MAX_CHARS = 40                # a student's display name

@@ -202,6 +202,7 @@ class Trainer:
                 break
             episodes = [self.train_sampler.sample(self._train_seed(step - 1, j)).to(self.device)
                         for j in range(self.meta_batch)]
+            learner.set_progress(step - 1, self.steps)  # schedules over the run (Reptile's eps)
             out = learner.meta_step(episodes)
             loss = float(out["loss"])
             if not math.isfinite(loss) or not _finite_state(learner):

@@ -248,6 +248,7 @@ def test_a_lesson_sets_n_while_a_regression_dataset_hides_it():
     assert at.number_input(key="n_way_fixed").value == 1 and at.query_params["n_way"] == "3"
     goto(at, "lessons")
     at.button(key="lesson_episode").click().run()  # glyphs, n_way = 5
+    at.button(key="lesson_open").click().run()  # its first step opens Episodes
     assert problems(at) == [] and at.title[0].value == EN["page.episodes"]
     assert at.number_input(key="n_way").value == 5 and at.query_params["n_way"] == "5"
     assert at.session_state["_ctx"].settings.n_way == 5
@@ -281,16 +282,20 @@ def test_theory_lists_every_registered_algorithm_under_its_family(app):
 
 
 def test_a_lesson_opens_its_page_on_its_episode():
-    import json as _json
-    from app_harness import ROOT
-    lessons = _json.loads((ROOT / "assets" / "lessons" / "lessons.json").read_text("utf-8"))
-    assert {f"lesson.{l['id']}.{part}" for l in lessons for part in ("title", "body")} <= set(EN)
+    """A lesson (a file in assets/lessons) starts on its first step; the step's button
+    opens its page on the step's settings (each in the URL)."""
+    from app.lessons import load_lessons
+    lessons, refused = load_lessons()
+    assert refused == []
     at = new_app()
     goto(at, "lessons")
     assert len(at.button) == len(lessons)
-    lesson = next(l for l in lessons if l["page"] == "adapt" and l["settings"]["dataset"] == "glyphs")
-    at.button(key=f"lesson_{lesson['id']}").click().run()
+    lesson = next(l for l in lessons if l.steps[0].page == "adapt"
+                  and l.step_settings(0).get("dataset") == "glyphs")
+    at.button(key=f"lesson_{lesson.id}").click().run()
+    assert lesson.steps[0].text["en"] in texts(at)
+    at.button(key="lesson_open").click().run()
     assert problems(at) == []
     assert at.title[0].value == EN["page.adapt"]
-    for key, value in lesson["settings"].items():
+    for key, value in lesson.step_settings(0).items():
         assert at.query_params[key] == str(value)

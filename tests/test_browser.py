@@ -199,15 +199,16 @@ PAGES = {"", "train", "adapt", "embedding", "compare", "lessons", "theory"}  # t
 
 
 def test_lessons_open_the_sinusoid_adaptation(app):
-    """A lesson's button sets the sidebar and opens its page: here MAML adapting to a
-    sinusoid, the regression view of Watch adaptation."""
+    """A lesson's step sets the sidebar and its button opens the step's page: here MAML
+    adapting to a sinusoid, the regression view of Watch adaptation."""
     app.open("lessons")
     links = app.page.locator("[data-testid='stSidebarNav'] a").evaluate_all(
         "links => links.map(a => new URL(a.href).pathname.replace(/^\\//, ''))")
     assert set(links) == PAGES, f"the app's pages {sorted(links)} are not the ones this module visits"
     app.screenshot("lessons")
 
-    app.act(app.key("lesson_sinusoid").locator("button").click, "opening the sinusoid lesson")
+    app.act(app.key("lesson_sinusoid").locator("button").click, "starting the sinusoid lesson")
+    app.act(app.key("lesson_open").locator("button").click, "opening its first step's page")
     app.page.wait_for_url("**/adapt?*")
     assert "dataset=sinusoid" in app.page.url and "algorithm=maml" in app.page.url, app.page.url
     app.page.wait_for_selector("[class*='st-key-adapt_regression_'] .main-svg", state="attached",
@@ -215,6 +216,107 @@ def test_lessons_open_the_sinusoid_adaptation(app):
     slider = app.key("adapt_step").locator("input[type='range']")
     app.act(lambda: (slider.focus(), slider.press("End")), "slider to the last inner step")
     app.screenshot("adapt_sinusoid")
+
+
+def _protonet_shots_answer() -> str:
+    """What the shipped ProtoNet does on the episode lesson's exercise (its own trace:
+    query accuracy with 1 shot, then 5), computed here without the app."""
+    from app import services
+    from app.exercises import direction
+    from app.lessons import load_lesson
+    from metarep_core.checkpoints import load_checkpoint
+    from metarep_core.data import load_dataset
+    from metarep_core.episodes import EpisodeSampler
+    s = load_lesson(Path(services.ROOT) / "assets" / "lessons" / "episode.json").step_settings(1)
+    learner, _ = load_checkpoint(str(services.CHECKPOINT_DIR / "protonet_glyphs_5w1s.safetensors"))
+    episode = EpisodeSampler(load_dataset("glyphs", seed=0), s["split"], s["n_way"], s["k_shot"],
+                             s["n_query"], s["seed"]).sample(s["seed"])
+    trace = {step.step: step.query_accuracy for step in learner.eval().adapt(episode, record=True).trace}
+    return direction(trace[1], trace[5])
+
+
+def test_a_student_walks_a_whole_lesson_in_chinese(app):
+    """The episode lesson as a student in 简体中文: start it, open its page (still in
+    Chinese), come back by the lesson's link, answer wrong (the hint shows), answer
+    right (the model's numbers show), finish; the language is kept throughout."""
+    zh = lambda key, **kw: t(key, lang="zh", **kw)  # noqa: E731
+    app.open("lessons?lang=zh")
+    start = app.key("lesson_episode").locator("button")
+    expect(start).to_have_text(zh("lesson.start"))
+    app.act(start.click, "starting the lesson")
+    main = app.page.locator("[data-testid='stMain']")  # expect() retries while it renders
+    expect(main).to_contain_text(zh("lesson.step_of", step=1, steps=2))
+
+    app.act(app.key("lesson_open").locator("button").click, "opening the step's page")
+    app.drawn("episode_support")
+    assert "lang=zh" in app.page.url, app.page.url
+    assert app.page.locator("h1").first.inner_text().strip() == zh("page.episodes")
+    app.screenshot("lesson_zh_page")
+
+    back = app.page.get_by_role("link", name=zh("lesson.back_to_lesson"))
+    app.act(back.click, "back to the lesson")
+    app.act(app.key("lesson_next").locator("button").click, "the next step")
+    expect(main).to_contain_text(zh("lesson.step_of", step=2, steps=2))
+
+    right = _protonet_shots_answer()
+    wrong = "lower" if right != "lower" else "higher"
+    choice = app.key("lesson_choice_episode_2")
+    check = app.key("lesson_check").locator("button")
+    app.act(choice.get_by_text(zh("lesson.option." + wrong), exact=True).click, "a wrong answer")
+    app.act(check.click, "checking it")
+    error = app.page.locator("[data-testid='stAlertContentError']")
+    expect(error).to_contain_text(zh("lesson.wrong"))
+    expect(app.page.locator("[data-testid='stAlertContentInfo']")).to_contain_text(zh("lesson.hint", hint="")[:3])
+
+    app.act(choice.get_by_text(zh("lesson.option." + right), exact=True).click, "the right answer")
+    app.act(check.click, "checking it")
+    success = app.page.locator("[data-testid='stAlertContentSuccess']")
+    expect(success).to_contain_text(zh("lesson.correct"))
+    expect(success).to_contain_text("%")  # the model's own accuracies, 1 shot and 5
+    app.screenshot("lesson_zh_answered")
+
+    app.act(app.key("lesson_next").locator("button").click, "finishing the lesson")
+    expect(app.key("lesson_episode").locator("button")).to_have_text(zh("lesson.start"))
+    assert "lang=zh" in app.page.url, app.page.url
+    expect(main).to_contain_text(zh("lesson.answers", n=2, right=1))
+    assert len(CJK.findall(app.main_text())) > 20
+
+
+def test_a_lesson_link_opens_its_step_with_the_sidebar_hidden(app):
+    """A teacher's link to a step in 简体中文 that hides the sidebar (as TensorFlow
+    Playground's links hide controls); the step's page keeps it hidden."""
+    sidebar = app.page.locator("[data-testid='stSidebar']")
+    app.open("lessons?lesson=inner_loop&step=3&hide=sidebar&lang=zh")
+    main = app.page.locator("[data-testid='stMain']")  # expect() retries while it renders
+    expect(main).to_contain_text(t("lesson.step_of", lang="zh", step=3, steps=3))
+    expect(app.key("lesson_value_inner_loop_3")).to_be_visible()
+    expect(sidebar).to_be_hidden()
+    app.screenshot("lesson_link_hidden_sidebar")
+    app.act(app.key("lesson_back").locator("button").click, "back to step 2")
+    app.act(app.key("lesson_back").locator("button").click, "back to step 1")
+    app.act(app.key("lesson_open").locator("button").click, "opening the step's page")
+    app.page.wait_for_url("**/adapt?*")
+    assert "lang=zh" in app.page.url and "algorithm=maml" in app.page.url, app.page.url
+    expect(sidebar).to_be_hidden()
+
+    app.open("lessons?lesson=episode&hide=settings")  # only the settings: the pages stay
+    expect(app.page.locator("[data-testid='stSidebarNav']")).to_be_visible()
+    expect(app.key("lang")).to_be_hidden()
+
+
+def test_reading_a_figure_a_clicked_prototype_answers(app):
+    """"Which prototype will this query go to?" answered by clicking a star: the click
+    selects that class as the answer, which is then checked against the model."""
+    app.open("lessons?lesson=prototypes&step=2&lang=zh")
+    app.drawn("lesson_figure_prototypes_2")
+    star = app.key("lesson_figure_prototypes_2").locator(".scatterlayer .trace").first.locator("path.point").nth(2)
+    app.act(lambda: star.click(force=True), "clicking prototype C")
+    radio = app.key("lesson_choice_prototypes_2")
+    expect(radio.locator("input[type='radio']").nth(2)).to_be_checked()
+    app.act(app.key("lesson_check").locator("button").click, "checking the clicked answer")
+    verdict = app.page.locator("[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentError']")
+    expect(verdict.first).to_contain_text("C ")  # the model's probabilities, class by class
+    app.screenshot("lesson_read_a_figure")
 
 
 def test_theory_page_switches_to_chinese(app):

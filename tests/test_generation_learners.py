@@ -1,6 +1,7 @@
 """Generation-family learners (VERSA, ABML): the Gaussian-head math, ECE on hand-made
-inputs, learning on glyphs, predictive uncertainty on absent classes, traces, and
-ABML's second-order meta-gradient against float64 finite differences."""
+inputs, learning on glyphs against the same learner untrained, predictive uncertainty
+on absent classes, and traces measured on the episode. ABML's own mechanism (the ELBO,
+the inner step, the variance, the meta-gradient) is in tests/test_abml.py."""
 from __future__ import annotations
 
 import math
@@ -108,10 +109,13 @@ def scores(learner, glyphs):
     return 100 * float(np.mean(accs)), torch.cat(probs), torch.cat(labels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["versa", "abml"])
 def test_learns_glyphs_above_chance_and_untrained_and_reports_ece(name, request, glyphs):
     """60 meta-steps of 2 episodes: well above chance and the same model before
-    meta-training; the expected calibration error is reported (10 bins)."""
+    meta-training; the expected calibration error is reported (10 bins). ABML trained
+    this briefly on its ELBO is under-confident (confidence below accuracy: the head's
+    variance is still near the prior's), hence its looser bound."""
     learner, untrained = request.getfixturevalue(name)
     acc, probs, labels = scores(learner, glyphs)
     baseline = pixel_ncm_accuracy(glyphs, "test", 5, 1, 15, episodes=TEST_EPISODES, seed=TEST_SEED)[0]
@@ -120,7 +124,7 @@ def test_learns_glyphs_above_chance_and_untrained_and_reports_ece(name, request,
           f"{baseline:.1f}%, chance 20%), ECE {100 * ece:.1f}%")
     assert acc > 45.0
     assert acc > untrained + 20.0
-    assert ece < 0.25
+    assert ece < {"versa": 0.10, "abml": 0.30}[name]
 
 
 def split_by_presence(glyphs, episodes=20):
@@ -161,17 +165,32 @@ def episode(glyphs):
 def test_versa_trace_one_step_per_shot_with_posteriors(versa, episode):
     versa, _ = versa
     trace = versa.adapt(episode, record=True).trace
-    assert [s.step for s in trace] == [0, 1, 2, 3]
-    assert np.allclose(trace[0].query_probs, 0.2) and np.allclose(trace[0].extras["uncertainty"], math.log(5))
+    assert [s.step for s in trace] == [1, 2, 3]       # no step 0: with no shot there is no posterior
     d = versa.encoder.out_dim
-    for s in trace[1:]:
+    for s in trace:
         assert s.extras["posterior_mean"].shape == (5, d) and s.extras["posterior_std"].shape == (5, d)
         assert (s.extras["posterior_std"] > 0).all()
         assert s.extras["weight_samples"].shape == (20, d)
         assert s.extras["uncertainty"].shape == (20,)
-    assert trace[3].query_accuracy > trace[0].query_accuracy
+    assert trace[-1].query_loss < trace[0].query_loss
     probs = versa.adapt(episode).predict(episode.query_x).numpy()
     assert np.allclose(probs, trace[-1].query_probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["versa", "abml"])
+def test_every_trace_step_is_computed_from_the_model(name, request, glyphs, episode):
+    """The same episode through the meta-trained learner and through the same learner
+    untrained: every step's query predictions and uncertainty differ, so no step is a
+    constant of the code (VERSA's step 0 used to be a hard-coded uniform prediction)."""
+    trained, _ = request.getfixturevalue(name)
+    torch.manual_seed(1)
+    untrained = build_learner(name, glyphs.input_shape, 5, conv_channels=16).eval()
+    with torch.no_grad():
+        a, b = trained.adapt(episode, record=True).trace, untrained.adapt(episode, record=True).trace
+    assert [s.step for s in a] == [s.step for s in b] and [s.label for s in a] == [s.label for s in b]
+    for s, t in zip(a, b):
+        assert np.abs(s.query_probs - t.query_probs).max() > 1e-3, (name, s.step, s.label)
+        assert np.abs(s.extras["uncertainty"] - t.extras["uncertainty"]).max() > 1e-3, (name, s.step)
 
 
 def test_versa_posterior_is_permutation_invariant(versa, episode):
@@ -195,34 +214,6 @@ def test_abml_trace_is_the_prior_then_one_step_per_inner_step(abml, episode):
         assert s.extras["uncertainty"].shape == (20,) and (s.extras["posterior_std"] > 0).all()
     probs = abml.adapt(episode).predict(episode.query_x).numpy()
     assert np.allclose(probs, trace[-1].query_probs, atol=1e-5)
-
-
-def test_abml_meta_gradient_matches_float64_finite_differences():
-    """The outer loss through two second-order inner steps, as a function of the prior
-    mean, with the sampling noise fixed by a seeded generator."""
-    torch.manual_seed(0)
-    learner = build_learner("abml", (3,), 2, inner_steps=2, inner_lr=0.3, kl_weight=0.5,
-                            train_samples=4).double()
-    g0 = torch.Generator().manual_seed(1)
-    s_emb, q_emb = torch.randn(4, 64, generator=g0).double(), torch.randn(6, 64, generator=g0).double()
-    s_y, q_y = torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 0, 1, 1, 0])
-
-    def outer(prior_mean):
-        learner.prior_mean.data = prior_mean
-        g = torch.Generator().manual_seed(2)
-        (mean, logvar), = learner.inner_loop(s_emb, s_y, True, 4, g)
-        return predictive_nll(logit_samples(q_emb, mean, logvar, 4, g), q_y)
-
-    base = (0.1 * torch.randn(2, 65, generator=g0)).double()
-    (grad,) = torch.autograd.grad(outer(base.clone()), learner.prior_mean)
-    eps = 1e-6
-    for idx in [(0, 0), (1, 5), (0, 64), (1, 64)]:
-        plus, minus = base.clone(), base.clone()
-        plus[idx] += eps
-        minus[idx] -= eps
-        with torch.enable_grad():
-            fd = (outer(plus).item() - outer(minus).item()) / (2 * eps)
-        assert grad[idx].item() == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
 
 @pytest.mark.parametrize("name,caps", [("versa", {"probabilistic", "fast_weights", "shots_trace"}),

@@ -125,7 +125,9 @@ def _check_capabilities_in_trace(learner: MetaLearner, trace: list[TraceStep], e
     caps, steps, n_q = learner.capabilities, [s.step for s in trace], episode.query_x.shape[0]
     if "inner_loop" in caps:
         assert steps == list(range(len(trace))), steps  # step 0 = before adaptation
-        if "eval_steps" in learner.hp:
+        if learner.hp.get("inner_tol"):  # a solver that stops at a stated tolerance (iMAML)
+            assert 1 < len(trace) <= learner.hp["eval_steps"] + 1
+        elif "eval_steps" in learner.hp:
             assert len(trace) == learner.hp["eval_steps"] + 1
     if "shots_trace" in caps and not episode.is_regression:
         assert steps[-1] == episode.k_shot and steps[-episode.k_shot:] == list(range(1, episode.k_shot + 1))

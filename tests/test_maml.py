@@ -1,5 +1,6 @@
-"""MAML: the second-order meta-gradient against float64 finite differences, the trace
-contract, and learning tests (sinusoid regression; glyphs classification)."""
+"""MAML: the second-order meta-gradient against float64 finite differences (through
+batch norm, as meta_step runs it), the trace contract, layer CKA, and the sinusoid
+learning test (glyphs: test_family_opt_metric_learning.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -103,6 +104,43 @@ def test_second_order_meta_gradient_matches_finite_differences_conv4(conv_case):
     print("first order: grad.v", fo_dots, "relative difference to second order", rel)
     assert rel > 0.05, rel
     assert any(abs(d - fd) > 1e-2 * max(1.0, abs(fd)) for d, (_, fd) in zip(fo_dots, rows))
+
+
+def test_meta_step_applies_the_checked_gradient(conv_case):
+    """The gradient checked above (through Conv-4's batch norm over the support and the
+    query batches) is the one meta_step applies: read off with SGD at lr 1 for Adam."""
+    learners, episodes = conv_case
+    so = build_learner("maml", (1, 8, 8), 3, inner_steps=2, inner_lr=0.4).double()
+    so.net.features = Conv4(1, 8, hidden=8, track_running_stats=False).double()
+    so.net.head = torch.nn.Linear(so.net.features.out_dim, 3).double()
+    so.load_state_dict(learners[False].state_dict())
+    params, _ = split_state(so.net)
+    so.zero_grad(set_to_none=True)
+    so.accumulate_meta_gradient(episodes)
+    checked = {n: p.grad.detach().clone() for n, p in params.items()}
+    theta = {n: p.detach().clone() for n, p in params.items()}
+    so._optimizer = torch.optim.SGD(so.parameters(), lr=1.0)
+    so.meta_step(episodes)
+    for n, p in params.items():
+        torch.testing.assert_close(theta[n] - p.detach(), checked[n], rtol=1e-9, atol=1e-12)
+
+
+def test_trace_measures_feature_reuse_by_layer_cka():
+    """layer_cka (steps so far + 1, 5 layers): CKA of each layer's query representation
+    with step 0's — 1 at step 0, then measured: below 1 once the weights move, and the
+    head (whose inputs and weights both move) changes more than the first conv block."""
+    gen = torch.Generator().manual_seed(0)
+    ep = random_episode(5, 1, 3, (1, 28, 28), gen, dtype=torch.float32)
+    torch.manual_seed(0)
+    learner = build_learner("maml", (1, 28, 28), 5, eval_steps=3, inner_lr=0.4)
+    trace = learner.adapt(ep, record=True).trace
+    cka = [s.extras["layer_cka"] for s in trace]
+    assert [c.shape for c in cka] == [(t + 1, 5) for t in range(4)]
+    np.testing.assert_allclose(cka[0][0], 1.0, atol=1e-6)
+    last = cka[-1][-1]
+    assert np.all(last <= 1.0 + 1e-6) and np.all(last > 0.0) and last.min() < 0.999
+    assert last[-1] < last[0]
+    np.testing.assert_allclose(cka[-1][:-1], cka[-2])  # earlier rows are kept as measured
 
 
 def test_per_task_backward_equals_summed_graph(conv_case):
@@ -244,28 +282,8 @@ def test_maml_sinusoid_beats_pre_adaptation_and_non_meta_learned_baselines():
     assert post < 0.7 * pre_train_post
 
 
-def test_maml_glyphs_sanity_above_chance():
-    """A few first-order meta-steps, then adaptation must lift query accuracy far above
-    chance (20%) and above the unadapted step 0 of the trace."""
-    from metarep_core.data import load_dataset
-
-    ds = load_dataset("glyphs")
-    torch.manual_seed(0)
-    learner = build_learner("maml", ds.input_shape, 5, inner_steps=2, eval_steps=8,
-                            first_order=True, meta_batch=2)
-    train = iter(EpisodeSampler(ds, "train", 5, 1, 5, seed=0))
-    for _ in range(3):
-        learner.meta_step([next(train), next(train)])
-    test = EpisodeSampler(ds, "test", 5, 1, 5, seed=1000)
-    pre, post = [], []
-    for i in range(12):
-        trace = learner.adapt(test.sample(1000 + i), record=True).trace
-        pre.append(trace[0].query_accuracy)
-        post.append(trace[-1].query_accuracy)
-    pre, post = 100 * np.mean(pre), 100 * np.mean(post)
-    print(f"\nMAML glyphs 5-way 1-shot: before adaptation {pre:.1f}%, after 8 steps {post:.1f}%")
-    assert post > 45.0
-    assert post > pre + 20.0
+# MAML on glyphs against its own untrained start: test_family_opt_metric_learning.py
+# (test_optimization_learner_gains_clearly_over_its_untrained_start[maml]).
 
 
 def test_bench_maml_train_record():

@@ -100,11 +100,14 @@ def test_accuracy_rises_with_the_instance_number(name, request, glyphs):
     assert later > 50.0
 
 
-def test_metanet_learns_above_chance_and_pixel_baseline(metanet, glyphs, pixel_baseline):
+@pytest.mark.slow
+def test_metanet_learns_above_chance_untrained_and_pixel_baseline(metanet, glyphs, pixel_baseline):
+    """Against the same learner before meta-training, on the same test episodes."""
     learner, untrained = metanet
     acc = 100 * accuracy(learner, glyphs)
     print(f"\nmetanet glyphs 5-way 1-shot: {acc:.1f}% (untrained {untrained:.1f}%, pixel NCM {pixel_baseline:.1f}%)")
     assert acc > 45.0
+    assert acc > untrained + 20.0
     assert acc > pixel_baseline + 3.0
 
 

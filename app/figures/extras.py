@@ -50,11 +50,12 @@ EXTRAS: dict[str, ExtraSpec] = {
     "fast_weight_norm": ExtraSpec("bars", "axis.support_stored", "axis.norm"),
     # optimization learners: how far the inner loop moves the weights
     "distance_to_init": ExtraSpec("per_step", "axis.adapt_step", "axis.distance"),
-    "outer_step_norm": ExtraSpec("per_step", "axis.adapt_step", "axis.norm"),
-    "proximal_term": ExtraSpec("per_step", "axis.adapt_step", "axis.penalty"),
     "head_weight_change": ExtraSpec("per_step", "axis.adapt_step", "axis.distance"),
-    "embedding_change": ExtraSpec("per_step", "axis.adapt_step", "axis.distance"),
     "head_weight": ExtraSpec("heatmap", "axis.feature", "axis.class_index", "axis.weight_value"),
+    # MAML: feature reuse, measured — a row per step so far, a column per layer
+    "layer_cka": ExtraSpec("memory", "axis.layer", "axis.adapt_step", "axis.similarity01"),
+    # iMAML: how well the inner problem is solved, and the implicit system's CG residuals
+    "proximal_grad_norm": ExtraSpec("per_step", "axis.adapt_step", "axis.norm", log=True),
     "cg_residuals": ExtraSpec("line", "axis.cg_iteration", "axis.residual", log=True),
 }
 # Drawn by other figures (the regression plot), not as extras.

@@ -35,9 +35,21 @@ def predictive(samples: torch.Tensor) -> torch.Tensor:
 
 
 def predictive_nll(samples: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``-log (1/S sum_s p_s(y))``, averaged over examples: the VERSA training loss."""
+    """``-log (1/S sum_s p_s(y))``, averaged over examples: the VERSA training loss
+    (the negative log of the Monte-Carlo predictive). samples (S, n, k), labels (n,)."""
     logp = torch.log_softmax(samples, -1).gather(-1, labels.view(1, -1, 1).expand(samples.shape[0], -1, 1))
     return -(torch.logsumexp(logp.squeeze(-1), 0) - math.log(samples.shape[0])).mean()
+
+
+def expected_nll(samples: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``1/S sum_s -log p_s(y)``, averaged over examples: the Monte-Carlo estimate of
+    ``E_q[-log p(y | x, w)]``, the likelihood term of an ELBO. samples (S, n, k), labels (n,).
+
+    By Jensen's inequality it is >= :func:`predictive_nll` on the same samples: the
+    ELBO scores each weight sample on its own, so a posterior cannot buy a low loss by
+    averaging confident, disagreeing samples."""
+    logp = torch.log_softmax(samples, -1).gather(-1, labels.view(1, -1, 1).expand(samples.shape[0], -1, 1))
+    return -logp.mean()
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,11 @@ Inner loop
     ``params_to_adapt`` restricts the update (ANIL: the head only).
     ``InnerOptimizer``: SGD, or Adam with beta1 = 0 (Reptile's reference code).
 
+Batch norm at test time
+    ``TEST_BN``: the declared hyper-parameter ``test_bn`` ("transductive" | "support").
+    ``support_stats_forward(model, params, buffers, support_x, x)``: ``model(x)`` with
+    every batch-norm layer normalising by the *support set's* statistics.
+
 Task figures and the trace
     ``task_loss(out, y, task)``, ``to_probs(out, task)``, ``query_metrics(out,
     episode)``, ``flat_norm``; ``regression_curve(predict, ...)`` draws the model's
@@ -52,7 +57,7 @@ from torch.func import functional_call
 from ..backbones import make_backbone
 from ..data.sinusoid import Sinusoid
 from ..episodes import Episode
-from .base import TraceStep, episode_metrics, to_numpy, trace_step
+from .base import HyperParam, TraceStep, episode_metrics, to_numpy, trace_step
 
 Params = dict[str, torch.Tensor]
 
@@ -103,6 +108,66 @@ class BodyHead(nn.Module):
         """The body's embedding (n, d) under ``params`` (its ``body.*`` entries)."""
         body = {k[5:]: v for k, v in params.items() if k.startswith("body.")}
         return functional_call(self.body, body, (x,))
+
+
+# ------------------------------------------------------------ batch norm at test time
+# These nets keep no running statistics (track_running_stats=False, as in MAML's and
+# Reptile's reference code): batch norm always uses the statistics of the batch it is
+# given. At test time the batch is the query set, so each query's prediction depends on
+# the other queries (transductive; Nichol et al. 2018 measure the gain it gives). With
+# no running statistics, the non-transductive alternative is the support set's
+# statistics: the only data a learner may see before a query arrives.
+TEST_BN = HyperParam(
+    "test_bn", "transductive", "choice", choices=("transductive", "support"),
+    help="batch norm of query predictions at test time: the query batch's own statistics "
+         "(transductive, as the reference code) or the support set's (each query on its own)")
+
+
+def _batch_norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def support_stats_forward(model: nn.Module, params: Params, buffers: Params, support_x: torch.Tensor,
+                          x: torch.Tensor, **kwargs):
+    """``model(x)`` under ``params`` with each batch-norm layer normalising by the mean and
+    (biased) variance its input had on ``support_x`` (n_s, *input_shape) — not on ``x``.
+
+    Each row of ``x`` is then predicted independently of the others (one row alone
+    works too). Returns whatever ``model.forward`` returns. The layers' affine weights
+    are those in ``params``.
+    """
+    bns = _batch_norms(model)
+    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def record(m, inputs):
+        h = inputs[0]
+        dims = [0] + list(range(2, h.dim()))
+        stats[m] = (h.mean(dims), h.var(dims, unbiased=False))
+
+    handles = [m.register_forward_pre_hook(record) for m in bns]
+    try:
+        functional_forward(model, params, buffers, support_x, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+
+    def frozen(m):
+        def forward(h):
+            # written out (not F.batch_norm, whose running statistics may not carry a
+            # gradient); m.weight is read at call time: under functional_call, params'
+            shape = (1, -1) + (1,) * (h.dim() - 2)
+            mean, var = stats[m]
+            out = (h - mean.view(shape)) / torch.sqrt(var.view(shape) + m.eps)
+            return out * m.weight.view(shape) + m.bias.view(shape) if m.affine else out
+        return forward
+
+    for m in bns:   # an instance attribute shadows the class's forward for this call
+        m.forward = frozen(m)
+    try:
+        return functional_forward(model, params, buffers, x, **kwargs)
+    finally:
+        for m in bns:
+            del m.forward
 
 
 # ------------------------------------------------------------------------- inner loop

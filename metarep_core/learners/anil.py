@@ -10,16 +10,20 @@ the head ``(W, b)`` takes inner SGD steps on the support loss,
 then the query loss of the adapted head is back-propagated to *both* the head's
 initialisation and the body (second order through the head steps; first order by a
 flag). The body is meta-learned but never moves within a task — the paper's
-"feature reuse" — which the trace makes visible: embeddings are identical at every
-step (``embedding_change`` stays 0) while the head's weights move
-(``head_weight_change``) and the query predictions change.
+"feature reuse". The trace shows what is measured: the head's weights move
+(``head_weight_change``, ``head_weight``) and the query predictions change; the
+embeddings are the same at every step by construction, so no figure is made of
+that. Whether MAML's body really stays put is measured in MAML's trace
+(``layer_cka``: each layer's similarity before vs after its inner loop).
 
 Because the body runs once per task (features cached) and the inner gradients touch
 only n_way x (d + 1) numbers, a meta-step costs little more than one forward and
 backward of the body — much cheaper than MAML's ``inner_steps`` full passes.
 
 Variant: the paper's ANIL with a meta-learned head initialisation (not the
-zero-initialised "NIL" head); batch-norm with batch statistics as in MAML.
+zero-initialised "NIL" head); batch-norm with batch statistics as in MAML, so at
+test time the query features are normalised by the query batch's statistics
+(transductive) unless hp ``test_bn="support"`` (the support set's statistics).
 The inner loop is :func:`._functional.inner_adapt` (shared with MAML) applied to
 the head module alone, on cached features.
 """
@@ -29,8 +33,9 @@ import torch
 
 from ..episodes import Episode
 from . import register
-from ._functional import (BodyHead, flat_norm, functional_forward, inner_adapt, output_trace_step,
-                          query_metrics, regression_curve, step_label, task_loss)
+from ._functional import (TEST_BN, BodyHead, flat_norm, functional_forward, inner_adapt,
+                          output_trace_step, query_metrics, regression_curve, step_label,
+                          support_stats_forward, task_loss)
 from .base import Adapted, HyperParam, MetaLearner
 
 
@@ -41,7 +46,9 @@ class ANIL(MetaLearner):
     family = "optimization"
     paper = ("Raghu, Raghu, Bengio & Vinyals 2020, Rapid Learning or Feature Reuse? "
              "Towards Understanding the Effectiveness of MAML")
-    summary = "MAML whose inner loop adapts only the final linear layer; the body is reused as is"
+    summary = ("MAML whose inner loop adapts only the final linear layer; the body is reused as is. "
+               "Test-time batch norm: query-batch statistics (transductive) by default, or the "
+               "support set's (test_bn)")
     hyperparams = (
         HyperParam("meta_batch", 4, "int", 1, 32, help="tasks per meta-update"),
         HyperParam("inner_steps", 5, "int", 1, 100, help="inner SGD steps on the head in meta-training"),
@@ -50,6 +57,7 @@ class ANIL(MetaLearner):
                    help="inner-loop (head) learning rate (regression default: 0.01)"),
         HyperParam("first_order", False, "bool", help="drop the second-order terms of the head steps"),
         HyperParam("hidden", 64, "int", 8, 128, help="channels of the Conv-4 body"),
+        TEST_BN,
     )
     capabilities = frozenset({"inner_loop", "regression"})
     tasks = frozenset({"classification", "regression"})
@@ -90,8 +98,16 @@ class ANIL(MetaLearner):
 
     def adapt(self, episode: Episode, record: bool = False) -> Adapted:
         head0 = {k: v.detach() for k, v in self.net.head.named_parameters()}
+        support_bn = self.hp["test_bn"] == "support" and self.task != "regression"
+        body_params = dict(self.net.body.named_parameters())
+
+        def features(x):
+            if support_bn:  # each query normalised by the support set's statistics
+                return support_stats_forward(self.net.body, body_params, {}, episode.support_x, x)
+            return self.net.body(x)
+
         with torch.no_grad():  # the body is frozen within a task: embed once
-            fs, fq = self.net.body(episode.support_x), self.net.body(episode.query_x)
+            fs, fq = self.net.body(episode.support_x), features(episode.query_x)
         trace = [] if record else None
         w_change: list[float] = []
         head_fwd = self.net.head
@@ -104,8 +120,6 @@ class ANIL(MetaLearner):
                     # the head moves ...
                     "head_weight_change": torch.tensor(w_change).numpy(),
                     "head_weight": fast["weight"].detach().cpu().numpy(),
-                    # ... the representation does not: the same cached features at every step
-                    "embedding_change": torch.zeros(len(w_change)).numpy(),
                 }
                 if self.task == "regression":
                     extras.update(regression_curve(
@@ -125,7 +139,7 @@ class ANIL(MetaLearner):
         def predict(x):
             # the query features were computed once above (batch statistics over the
             # same batch give the same features): reuse them for the episode's queries
-            feats = fq if x is episode.query_x else body(x)
+            feats = fq if x is episode.query_x else features(x)
             out = functional_forward(head_fwd, fast, {}, feats)
             return out if task == "regression" else out.softmax(-1)
 

@@ -254,6 +254,9 @@ class MetaLearner(nn.Module):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
     order: ClassVar[int] = 50          # display order within the family
+    # Fraction of the training run done before the current meta-step, in [0, 1): set by
+    # the Trainer through set_progress; 0 when meta_step is called on its own.
+    progress: float = 0.0
 
     def __init__(self, input_shape: tuple[int, ...], n_way: int, task: str = "classification", **hp):
         super().__init__()
@@ -321,6 +324,16 @@ class MetaLearner(nn.Module):
         """Forget the outer optimizer's state (Adam's moments); the next meta-step
         starts a fresh one. Used after rolling the weights back (a non-finite loss)."""
         self._optimizer = None
+
+    def set_progress(self, step: int, total: int) -> None:
+        """Tell the learner that the next meta-step is ``step`` (0-based) of ``total``.
+
+        The Trainer calls it before every ``meta_step``; a learner with a schedule over
+        the run (Reptile anneals its outer step size to 0) reads ``self.progress``.
+        """
+        if total <= 0 or not 0 <= step < total:
+            raise MetaRepError(f"progress must be a step in 0..{total - 1}, got {step} of {total}")
+        self.progress = step / total
 
     # ----------------------------------------------------------------- contract
     def meta_step(self, episodes: list[Episode]) -> dict[str, float]:

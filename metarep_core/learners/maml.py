@@ -12,7 +12,10 @@ Model: Conv-4 + linear head (n_way outputs) for images, an MLP (1-40-40-1 with
 ReLU, as in the paper's sinusoid experiment) + linear head for vectors and
 regression. Batch norm uses batch statistics always (no running statistics), as
 in the MAML reference implementation, so adaptation behaves the same at
-meta-training and at test time.
+meta-training and at test time. At test time the query predictions are therefore
+normalised by the query batch's own statistics (transductive: each prediction
+depends on the other queries), as Finn's code does; hp ``test_bn="support"``
+normalises them by the support set's statistics instead (each query on its own).
 
 Trace (capability "inner_loop"): ``adapt(record=True)`` gives step 0 (before
 adaptation, the meta-learned weights) then one step per inner SGD step
@@ -20,7 +23,12 @@ adaptation, the meta-learned weights) then one step per inner SGD step
 probabilities (regression: predictions (n_q,)), and the penultimate features of
 support and query under the weights of that step. Regression steps add
 ``extras["curve_x"]``/``["curve_y"]``: the model's curve on 100 points of the
-sinusoid's input range [-5, 5].
+sinusoid's input range [-5, 5]. Every step adds ``extras["layer_cka"]``
+(steps so far + 1, layers): the linear CKA (:mod:`._cka`) of each layer's
+representation of the query set at that step with the one at step 0 (layers: the
+four Conv-4 blocks then the head's logits; for the MLP, each hidden layer then the
+output) — Raghu et al.'s measurement of feature reuse: near 1 in the body, lower in
+the head. (ANIL's body does not move, so its CKA would be 1 by construction.)
 
 The inner-loop math (functional forward, SGD steps) is :mod:`._functional`, shared
 with Reptile, iMAML and ANIL.
@@ -35,9 +43,11 @@ from torch import nn
 from ..backbones import MLP, Conv4
 from ..episodes import Episode
 from . import register
-from ._conv4_fast import conv4_forward
-from ._functional import (detached_params, functional_forward, inner_adapt, output_trace_step,
-                          regression_curve, split_state, step_label, task_loss, to_probs)
+from ._cka import linear_cka
+from ._conv4_fast import _blocks, conv4_forward
+from ._functional import (TEST_BN, detached_params, functional_forward, inner_adapt, output_trace_step,
+                          regression_curve, split_state, step_label, support_stats_forward, task_loss,
+                          to_probs)
 from .base import Adapted, HyperParam, MetaLearner, TraceStep
 
 
@@ -60,11 +70,34 @@ class MamlNet(nn.Module):
             dim = mlp.out_dim
         self.head = nn.Linear(dim, n_out)
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
+    def forward(self, x: torch.Tensor, return_features: bool = False, return_layers: bool = False):
+        if return_layers:
+            return self.layers(x)
         # = self.features(x), faster (see _conv4_fast)
         z = conv4_forward(self.features, x, None if self.double_backward else True)
         out = self.head(z)
         return (out, z) if return_features else out
+
+    def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's output for ``x``: Conv-4 blocks (n, C, H, W) x 4 then the logits
+        (n, n_out); for the MLP, each hidden layer (after its ReLU) then the output."""
+        outs = []
+        if isinstance(self.features, Conv4):
+            h = x
+            for conv, bn, pool in _blocks(self.features):
+                h = bn(conv(h))
+                h = torch.relu(pool(h) if pool is not None else h)
+                outs.append(h)
+        else:
+            h = x.flatten(1)
+            for m in self.features.modules():
+                if isinstance(m, nn.Linear):
+                    h = m(h)
+                elif isinstance(m, nn.ReLU):
+                    h = m(h)
+                    outs.append(h)
+        outs.append(self.head(h.flatten(1)))
+        return outs
 
 
 @register
@@ -73,7 +106,9 @@ class MAML(MetaLearner):
     title = "MAML"
     family = "optimization"
     paper = "Finn, Abbeel & Levine 2017, Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks"
-    summary = "meta-learns an initialisation from which a few gradient steps solve a new task"
+    summary = ("meta-learns an initialisation from which a few gradient steps solve a new task. "
+               "Test-time batch norm: query-batch statistics (transductive) by default, or the "
+               "support set's (test_bn)")
     hyperparams = (
         HyperParam("meta_batch", 4, "int", 1, 32, help="tasks per meta-update"),
         HyperParam("inner_steps", 5, "int", 1, 50, help="inner SGD steps during meta-training"),
@@ -84,6 +119,7 @@ class MAML(MetaLearner):
                    help="inner-loop SGD step size (0.4 suits Conv-4 on images; regression default: 0.01)"),
         HyperParam("first_order", False, "bool",
                    help="first-order MAML: ignore the second derivatives through the inner loop"),
+        TEST_BN,
     )
     capabilities = frozenset({"inner_loop", "regression"})
     tasks = frozenset({"classification", "regression"})
@@ -104,12 +140,23 @@ class MAML(MetaLearner):
         return inner_adapt(self.net, params, buffers, episode.support_x, episode.support_y,
                            self.loss_fn, steps, self.hp["inner_lr"], create_graph, callback=callback)
 
-    def _forward(self, params, x: torch.Tensor, return_features: bool = False):
+    def _forward(self, params, x: torch.Tensor, return_features: bool = False, return_layers: bool = False):
         _, buffers = split_state(self.net)
+        if return_layers:
+            return functional_forward(self.net, params, buffers, x, return_layers=True)
         return functional_forward(self.net, params, buffers, x, return_features=return_features)
 
     def _scores(self, out: torch.Tensor) -> torch.Tensor:
         return to_probs(out, self.task)
+
+    def _query_forward(self, params, episode: Episode, x: torch.Tensor, return_features: bool = False):
+        """``x``'s outputs under ``params`` with the chosen test-time batch norm: the batch's
+        own statistics (transductive), or the support set's (``test_bn="support"``)."""
+        if self.hp["test_bn"] == "support" and self.task != "regression":
+            _, buffers = split_state(self.net)
+            return support_stats_forward(self.net, params, buffers, episode.support_x, x,
+                                         return_features=return_features)
+        return self._forward(params, x, return_features=return_features)
 
     # ------------------------------------------------------------ meta-training
     def accumulate_meta_gradient(self, episodes: list[Episode]) -> dict[str, float]:
@@ -180,11 +227,14 @@ class MAML(MetaLearner):
         """
         trace: list[TraceStep] | None = [] if record else None
         start = detached_params(split_state(self.net)[0])
+        cka_rows: list[list[float]] = []
         if record:
-            trace.append(self._trace_step(0, start, episode))
+            with torch.no_grad():
+                layers0 = self._forward(start, episode.query_x, return_layers=True)
+            trace.append(self._trace_step(0, start, episode, layers0, cka_rows))
 
         def callback(step, fast):
-            trace.append(self._trace_step(step, fast, episode))
+            trace.append(self._trace_step(step, fast, episode, layers0, cka_rows))
 
         # evaluate_episode runs under no_grad; the inner loop needs gradients
         with torch.enable_grad():
@@ -193,18 +243,22 @@ class MAML(MetaLearner):
         fast = {n: p.detach() for n, p in fast.items()}
 
         def predict(x: torch.Tensor) -> torch.Tensor:
-            return self._scores(self._forward(fast, x))
+            return self._scores(self._query_forward(fast, episode, x))
 
         def embed(x: torch.Tensor) -> torch.Tensor:
-            return self._forward(fast, x, return_features=True)[1]
+            return self._query_forward(fast, episode, x, return_features=True)[1]
 
         return Adapted(predict, embed, trace)
 
     @torch.no_grad()
-    def _trace_step(self, step: int, params, episode: Episode) -> TraceStep:
+    def _trace_step(self, step: int, params, episode: Episode, layers0: list[torch.Tensor],
+                    cka_rows: list[list[float]]) -> TraceStep:
         s_out, s_emb = self._forward(params, episode.support_x, return_features=True)
-        q_out, q_emb = self._forward(params, episode.query_x, return_features=True)
-        extras = {}
+        q_out, q_emb = self._query_forward(params, episode, episode.query_x, return_features=True)
+        # feature reuse, measured: each layer's query representation vs step 0's
+        layers = self._forward(params, episode.query_x, return_layers=True)
+        cka_rows.append([linear_cka(a, b) for a, b in zip(layers0, layers)])
+        extras = {"layer_cka": torch.tensor(cka_rows).numpy()}
         if self.task == "regression":
-            extras = regression_curve(lambda g: self._forward(params, g), q_out.device, q_out.dtype)
+            extras.update(regression_curve(lambda g: self._forward(params, g), q_out.device, q_out.dtype))
         return output_trace_step(step, step_label(step), episode, s_out, q_out, s_emb, q_emb, extras)

@@ -25,6 +25,7 @@ from ..backbones import make_backbone
 from ..episodes import Episode
 from . import register
 from ._bayes import entropy, logit_samples, predictive, predictive_nll, weight_samples
+from ._metric import first_shots
 from .base import Adapted, HyperParam, MetaLearner, TraceStep, shots_label, trace_step
 
 
@@ -107,22 +108,24 @@ class VERSA(MetaLearner):
         return Adapted(predict, embed=self.encoder, trace=trace)
 
     def _trace(self, episode: Episode, s_emb: torch.Tensor) -> list[TraceStep]:
-        """Step 0: no shot (the uniform predictive); step k: posteriors from k shots per class."""
+        """Step k (k = 1..k_shot): the posteriors from the first k shots of each class.
+
+        There is no step 0: with no shot the amortization network has nothing to pool
+        (a "posterior" from an empty set would be its output on a zero vector, a
+        convention rather than a prior the model was trained to give), and a
+        hard-coded uniform prediction would be a figure not measured on the episode.
+        """
         q_emb = self.encoder(episode.query_x)
-        n_q = q_emb.shape[0]
-        uniform = torch.full((n_q, self.n_way), 1.0 / self.n_way)
-        trace = [trace_step(0, "no shot yet: uniform predictive", episode, uniform,
-                            support_emb=s_emb, query_emb=q_emb,
-                            extras={"uncertainty": entropy(uniform)})]
+        trace = []
         for k in range(1, episode.k_shot + 1):
-            sub = episode.with_shots(k)
-            idx = torch.arange(episode.n_way * episode.k_shot).view(episode.n_way, episode.k_shot)[:, :k].reshape(-1)
-            mean, logvar = self.posterior(s_emb[idx], sub.support_y)
+            idx = first_shots(episode.support_y, k)
+            shot_y = episode.support_y[idx]
+            mean, logvar = self.posterior(s_emb[idx], shot_y)
             g = torch.Generator().manual_seed(int(episode.seed))
             q_probs = predictive(logit_samples(q_emb, mean, logvar, self.hp["test_samples"], g))
             s_probs = predictive(logit_samples(s_emb[idx], mean, logvar, self.hp["test_samples"], g))
             trace.append(trace_step(
-                k, shots_label(k) + " per class", episode, q_probs, s_probs, support_y=sub.support_y,
+                k, shots_label(k) + " per class", episode, q_probs, s_probs, support_y=shot_y,
                 support_emb=s_emb, query_emb=q_emb,
                 extras={"uncertainty": entropy(q_probs),
                         "posterior_mean": mean[:, :-1],
