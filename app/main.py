@@ -7,7 +7,9 @@ page is served at the root:
     /train      views/train.py      meta-training in the background pool, checkpoints
     /adapt      views/adapt.py      watch adaptation: scrub the trace step by step
     /embedding  views/embedding.py  UMAP / t-SNE / PCA of the embedding space
-    /compare    views/compare.py    several learners on identical episodes
+    /compare    views/compare.py    several learners on identical episodes (and "You")
+    /human      views/human.py      you vs the model: label the queries, timed
+    /draw       views/draw.py       draw your own characters: an episode, a zip
     /lessons    views/lessons.py    lessons (assets/lessons/*.json) step by step, with checked
                                     exercises; ?lesson=<id>&step=<n>&hide=sidebar opens a step
     /theory     views/theory.py     the four families and each algorithm (LaTeX)
@@ -27,7 +29,11 @@ class "st-key-K", e.g. `.st-key-train_start button`):
                emb_samples, emb_neighbors, emb_perplexity, emb_color; the charts emb_before,
                emb_after (a click selects a point) and emb_before_point, emb_after_point
                (the clicked point's image and description)
-    compare    compare_algorithms, compare_episodes, compare_run, compare_csv, compare_json
+    compare    compare_algorithms, compare_episodes, compare_run, compare_csv, compare_json,
+               compare_pair_ref, compare_paired, compare_paired_csv
+    human      human_start, human_answer_<episode>_<query>, human_submit, human_reset
+    draw       draw_n_way, draw_k_shot, draw_n_query, draw_canvas_<role>_<class>_<i>
+               (role support/query), draw_zip, draw_use, draw_algorithms, draw_pred_<algorithm>
     lessons    lesson_<id>, lesson_open, lesson_back, lesson_next, lesson_list,
                lesson_choice_<id>_<n>, lesson_value_<id>_<n>, lesson_figure_<id>_<n>, lesson_check
 A page is done when [data-test-script-state='notRunning'] shows and no

@@ -27,6 +27,8 @@ PAGES = (
     Page("adapt", ":material/timeline:"),
     Page("embedding", ":material/scatter_plot:"),
     Page("compare", ":material/compare_arrows:"),
+    Page("human", ":material/person:"),
+    Page("draw", ":material/draw:"),
     Page("lessons", ":material/school:"),
     Page("theory", ":material/menu_book:"),
 )

@@ -68,7 +68,7 @@ def _job_status() -> None:
 # Widgets whose option labels are translated (format_func). The browser keeps showing a
 # choice's old label after the language changes unless the value is sent again.
 TRANSLATED_CHOICES = ("dataset", "algorithm", "split", "emb_method", "emb_color",
-                      "compare_algorithms")
+                      "compare_algorithms", "compare_pair_ref", "draw_algorithms")
 
 
 def _resend_translated_choices() -> None:
@@ -81,6 +81,37 @@ def _resend_translated_choices() -> None:
             if key in ss:
                 ss[key] = ss[key]
     ss["_lang_shown"] = lang
+
+
+def _fit_n_way(dataset, dataset_id: str) -> None:
+    """A split with fewer usable classes than the chosen N (digits' test split has 3):
+    N becomes that number, with a note, instead of an error on every page. Runs before
+    the N box is drawn (its key may still be written)."""
+    ss = st.session_state
+    split = ss.get("split", state.DEFAULTS.split)
+    need = int(ss.get("k_shot", state.DEFAULTS.k_shot)) + int(ss.get("n_query", state.DEFAULTS.n_query))
+    try:
+        classes = dataset.split_indices(split)
+    except MetaRepError:
+        return
+    usable = sum(1 for c in classes if dataset.images[c].shape[0] >= need)
+    asked = int(ss.get("n_way", state.DEFAULTS.n_way))
+    if 1 <= usable < asked:  # none usable: K + queries is the problem, the core says so
+        ss["n_way"] = usable
+        ss["_n_way_note"] = (dataset_id, split, asked, usable)
+
+
+def _n_way_note(ctx: Context) -> None:
+    """The note of :func:`_fit_n_way`, while the dataset, split and N it was about stay."""
+    note = st.session_state.get("_n_way_note")
+    if note is None:
+        return
+    dataset_id, split, asked, usable = note
+    if (dataset_id, split, usable) == (ctx.dataset_id, st.session_state.get("split"),
+                                      st.session_state.get("n_way")):
+        st.info(t("sidebar.n_way_adjusted", asked=asked, n=usable, split=t("split." + split)))
+    else:
+        st.session_state.pop("_n_way_note", None)
 
 
 def render() -> Context:
@@ -124,6 +155,8 @@ def render() -> Context:
         cls = get_learner_class(ss["algorithm"])
         st.caption(f"{t('family.' + cls.family)} — {cls.paper}")
 
+        if ctx.task == "classification" and ctx.dataset is not None:
+            _fit_n_way(ctx.dataset, ctx.dataset_id)
         c1, c2 = st.columns(2)
         if ctx.task == "regression":
             # One output: show N = 1. The chosen N stays under "n_way" for when the user
@@ -142,6 +175,8 @@ def render() -> Context:
                         help=t("sidebar.seed_help"))
         st.selectbox(t("sidebar.split"), state.SPLITS, key="split",
                      format_func=services.label_func("split."))
+        if ctx.task == "classification":
+            _n_way_note(ctx)
         if ss.get("_url_warnings"):
             st.warning(t("sidebar.url_ignored", values=", ".join(ss["_url_warnings"])))
         _job_status()

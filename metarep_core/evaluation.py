@@ -114,3 +114,41 @@ def evaluate(learner, dataset, split: str = "test", n_way: int | None = None,
     if len(scores) < requested:
         out["stopped"] = True
     return out
+
+
+def paired_difference(a, b, *, higher_is_better: bool = True, scale: float = 1.0,
+                      tie_tol: float = 1e-9) -> dict:
+    """Learner A against learner B on the same episodes: the paired comparison.
+
+    ``a``, ``b``: per-episode scores (E,) of the two, episode ``i`` the same task for
+    both (what :func:`episode_scores` gives for the same ``seed``). Because the episodes
+    are shared, the spread that matters is that of the per-episode differences
+    ``d = a - b``, not each learner's own: an easy episode is easy for both.
+
+    Returns ``{"mean": mean(d) * scale, "ci95": t-interval half-width * scale, "low",
+    "high", "wins", "ties", "losses", "episodes"}``: the 95% interval is Student's
+    ``t(0.975, E - 1) * std(d, ddof=1) / sqrt(E)`` (NaN for one episode); a win is an
+    episode where A is better (higher accuracy, or lower MSE with
+    ``higher_is_better=False``), a tie one where ``|d| <= tie_tol``.
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    if len(a) != len(b):
+        raise MetaRepError(f"a paired difference needs scores on the same episodes; got {len(a)} "
+                           f"and {len(b)} episodes")
+    if len(a) == 0:
+        raise MetaRepError("a paired difference needs at least one episode, got none")
+    d = a - b
+    n = len(d)
+    mean = float(d.mean())
+    if n > 1:
+        from scipy.stats import t as student_t  # scipy comes with scikit-learn
+        half = float(student_t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    else:
+        half = math.nan
+    better = d if higher_is_better else -d
+    ties = int((np.abs(d) <= tie_tol).sum())
+    wins = int((better > tie_tol).sum())
+    return {"mean": mean * scale, "ci95": half * scale, "low": (mean - half) * scale,
+            "high": (mean + half) * scale, "wins": wins, "ties": ties,
+            "losses": n - wins - ties, "episodes": n}

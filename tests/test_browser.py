@@ -10,6 +10,7 @@ so the test does not depend on the language of the labels.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -195,7 +196,31 @@ def test_compare_page(app):
     app.screenshot("compare")
 
 
-PAGES = {"", "train", "adapt", "embedding", "compare", "lessons", "theory"}  # the tests above and below
+def test_you_against_the_model_then_compare_shows_you(app):
+    """A student answers one episode (5 queries, timed) and finds "You" in Compare."""
+    app.open("human?n_query=1")
+    assert not app.page.locator("[class*='st-key-human_answer_']").count(), "queries before Start"
+    app.act(app.key("human_start").locator("button").click, "starting the timer")
+    for j in range(5):  # answer every query "A": one of the five is right
+        choice = app.key(f"human_answer_0_{j}").get_by_text("A", exact=True)
+        app.act(choice.click, f"answering query {j + 1}")
+    app.act(app.key("human_submit").locator("button").click, "handing in")
+    result = t("human.result", lang="en", right=1, total=5, seconds="")
+    assert result.split(" in ")[0] in app.main_text(), app.main_text()[:800]
+    app.screenshot("human")
+
+    app.nav("compare")
+    episodes = app.key("compare_episodes").locator("input[type='range']")
+    app.act(lambda: (episodes.focus(), episodes.press("Home")), "fewest comparison episodes")
+    app.act(app.key("compare_run").locator("button").click, "running the comparison")
+    app.drawn("compare_bars")
+    you = t("compare.you", lang="en")
+    expect(app.key("compare_bars").get_by_text(you, exact=True)).to_have_count(1)
+    app.drawn("compare_paired")
+    app.screenshot("compare_with_you")
+
+
+PAGES = {"", "train", "adapt", "embedding", "compare", "human", "draw", "lessons", "theory"}  # the tests above and below
 
 
 def test_lessons_open_the_sinusoid_adaptation(app):
@@ -334,6 +359,57 @@ def test_theory_page_switches_to_chinese(app):
     dataset = app.key("dataset").get_by_role("combobox").input_value()
     assert dataset == t("dataset.glyphs", lang="zh"), f"dataset still shown as {dataset!r} in 中文"
     app.screenshot("theory_zh")
+
+
+# Two characters a student might invent, as pen strokes in fractions of the canvas: a "Z"
+# and a ring (hand-drawn, so not one perfectly vertical line: the canvas drops a path
+# with no width).
+CHARACTERS = {
+    0: [[(0.2, 0.25), (0.8, 0.25), (0.2, 0.75), (0.8, 0.75)]],
+    1: [[(0.5 + 0.3 * math.cos(a / 12 * 2 * math.pi), 0.5 + 0.3 * math.sin(a / 12 * 2 * math.pi))
+         for a in range(13)]],
+}
+
+
+def test_draw_characters_then_the_learners_adapt_and_the_set_uploads_back(app):
+    """Draw two characters (an example and a query each) with the mouse; the page makes
+    an episode, ProtoNet and MAML predict the queries; the drawn set becomes the
+    session's uploaded dataset through the ordinary upload path."""
+    app.open("draw")
+    n_way = app.key("draw_n_way").locator("input")
+    app.act(lambda: (n_way.fill("2"), n_way.press("Enter")), "two characters")
+
+    def pen(canvas, strokes):
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        at = lambda x, y: (box["x"] + x * box["width"], box["y"] + y * box["height"])  # noqa: E731
+        for points in strokes:
+            app.page.mouse.move(*at(*points[0]))
+            app.page.mouse.down()
+            for (x0, y0), (x1, y1) in zip(points, points[1:]):
+                for f in (0.25, 0.5, 0.75, 1.0):  # several moves per segment, as a hand would
+                    app.page.mouse.move(*at(x0 + f * (x1 - x0), y0 + f * (y1 - y0)))
+            app.page.mouse.up()
+
+    for role in ("support", "query"):
+        for c, strokes in CHARACTERS.items():
+            canvas = app.key(f"draw_canvas_{role}_{c}_0").locator("canvas.upper-canvas")
+            app.act(lambda: pen(canvas, strokes), f"drawing character {c + 1} ({role})")
+    for name in ("protonet", "maml"):
+        app.drawn(f"draw_pred_{name}")
+    app.drawn("draw_support")
+    text = app.main_text()
+    protonet = re.search(r"Prototypical Networks[^\n]*? — (\d+)%", text)
+    assert protonet and int(protonet.group(1)) == 100, "ProtoNet does not tell a Z from a ring"
+    shipped = t("model.source.shipped", lang="en", file="protonet_glyphs_5w1s.safetensors")
+    assert shipped in text, "the 2-way drawn episode is not adapted to by the shipped ProtoNet"
+    app.screenshot("draw")
+
+    use = app.key("draw_use").get_by_role("button", name=t("draw.use", lang="en"), exact=True)
+    app.act(use.click, "using the drawings as the dataset")
+    assert "dataset=upload" in app.page.url, app.page.url
+    summary = t("upload.summary", lang="en", name="my_characters.zip", classes=2, images=4)
+    assert summary in app.page.locator("[data-testid='stSidebar']").inner_text()
 
 
 def test_embedding_space_umap(app):

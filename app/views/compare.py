@@ -1,15 +1,19 @@
 """Compare: several learners on identical episodes (the same seeds): accuracy (or
-MSE) with its 95% interval, per-episode scores side by side, the predictions of
-each on the sidebar's episode; numbers exported as CSV and JSON."""
+MSE) with its 95% interval, the paired difference between them, per-episode scores
+side by side, the predictions of each on the sidebar's episode; numbers exported as
+CSV and JSON. The student's own answers (views/human.py) appear as a "You" row."""
 import dataclasses
 
 import streamlit as st
 
-from app import exports, services, ui
+from app import exports, human, services, ui
 from app.figures.adaptation import query_predictions
 from app.figures.compare import comparison_figure
+from app.figures import how_to_read
+from app.figures.paired import paired_difference_figure
 from app.i18n import t
 from metarep_core.errors import MetaRepError
+from metarep_core.learners import get_learner_class
 
 
 def choices(ctx) -> tuple[list[str], int]:
@@ -49,16 +53,33 @@ def run_button(ctx, chosen: list[str], n_episodes: int, run_key: tuple) -> None:
     st.session_state["compare_result"] = (run_key, results)
 
 
+def row_label(name: str) -> str:
+    """An algorithm's label, or "You" for the student's row."""
+    return t("compare.you") if name == services.YOU else services.algorithm_label(name)
+
+
+def short_label(name: str) -> str:
+    """The algorithm's title alone ("Prototypical Networks"), or "You": figure labels."""
+    if name == services.YOU:
+        return t("compare.you")
+    cls = get_learner_class(name)
+    return cls.title or cls.name
+
+
 def summary(results: dict, metric: str, n_episodes: int, chance) -> None:
     """The table and bar chart of each algorithm's mean and 95% interval."""
-    rows = [{t("compare.col.algorithm"): services.algorithm_label(n),
+    rows = [{t("compare.col.algorithm"): row_label(n),
              t("compare.col.source"): t("compare.source." + r["source"]),
              t("compare.col." + metric): round(r["summary"][metric], 3),
              t("compare.col.ci95"): round(r["summary"]["ci95"], 3),
-             t("compare.col.episodes"): len(r["scores"])}
+             t("compare.col.episodes"): len(r["scores"]),
+             t("compare.col.seconds_per_query"): round(r.get("seconds_per_query", float("nan")), 4)}
             for n, r in results.items()]
     st.dataframe(rows, hide_index=True, key="compare_summary")
-    st.plotly_chart(comparison_figure({n: r["summary"] for n, r in results.items()}, metric=metric,
+    if services.YOU in results:
+        st.caption(t("compare.you_note", episodes=len(results[services.YOU]["scores"])))
+    bars = {(row_label(n) if n == services.YOU else n): r["summary"] for n, r in results.items()}
+    st.plotly_chart(comparison_figure(bars, metric=metric,
                                       title=t("compare.figure_title", episodes=n_episodes),
                                       chance=chance,
                                       labels={"accuracy": t("fig.accuracy"), "chance": t("fig.chance"),
@@ -66,16 +87,49 @@ def summary(results: dict, metric: str, n_episodes: int, chance) -> None:
                     key="compare_bars")
 
 
-def exports_row(ctx, results: dict, metric: str, scale: float) -> None:
+def paired(results: dict, regression: bool) -> list[dict]:
+    """The paired differences against a reference (the best learner, or one chosen): a
+    table and a figure; returns the rows (for the exports)."""
+    st.subheader(t("compare.paired_title"))
+    st.caption(t("compare.paired_help"))
+    best = services.best_learner(results, regression)
+    options = ["best"] + list(results)
+    choice = st.selectbox(t("compare.pair_ref"), options, key="compare_pair_ref",
+                          format_func=lambda n: (t("compare.pair_best", name=row_label(best))
+                                                 if n == "best" else row_label(n)))
+    reference = best if choice == "best" or choice not in results else choice
+    rows = services.paired_differences(results, reference, regression)
+    if not rows:
+        return rows
+    unit = t("compare.paired_unit_mse") if regression else t("compare.paired_unit_points")
+    st.dataframe([{t("compare.col.pair"): f"{short_label(r['learner'])} − {short_label(r['reference'])}",
+                   t("compare.col.mean_diff", unit=unit): round(r["mean"], 3),
+                   t("compare.col.paired_ci"): ("—" if r["ci95"] != r["ci95"]
+                                                else f"[{r['low']:.2f}, {r['high']:.2f}]"),
+                   t("compare.col.wtl"): f"{r['wins']} / {r['ties']} / {r['losses']}",
+                   t("compare.col.episodes"): r["episodes"]} for r in rows],
+                 hide_index=True, key="compare_paired_table")
+    names = {n: short_label(n) for n in results}
+    fig = paired_difference_figure(rows, names, higher_is_better=not regression,
+                                   title=t("compare.paired_figure_title", reference=names[reference]))
+    st.plotly_chart(fig, key="compare_paired")
+    st.caption(how_to_read(fig))
+    return rows
+
+
+def exports_row(ctx, results: dict, metric: str, scale: float, pairs: list[dict]) -> None:
     """The per-episode table and the CSV / JSON downloads."""
     with st.expander(t("compare.per_episode")):
         st.dataframe(exports.per_episode_table(results, scale), key="compare_table")
-    e1, e2 = st.columns(2)
+    e1, e2, e3 = st.columns(3)
     e1.download_button(t("compare.export_csv"), exports.comparison_csv(results, scale),
                        "comparison.csv", "text/csv", key="compare_csv")
     e2.download_button(t("compare.export_json"), exports.comparison_json(
         results, scale, metric=metric, settings=dataclasses.asdict(ctx.settings),
-        dataset=ctx.dataset_id), "comparison.json", "application/json", key="compare_json")
+        dataset=ctx.dataset_id, paired=pairs), "comparison.json", "application/json",
+        key="compare_json")
+    e3.download_button(t("compare.export_paired_csv"), exports.paired_csv(pairs),
+                       "paired_differences.csv", "text/csv", key="compare_paired_csv")
 
 
 def same_episode(ctx, names: list[str]) -> None:
@@ -107,7 +161,10 @@ if result is None or result[0] != run_key:
     st.info(t("compare.press_run"))
     st.stop()
 results = result[1]
-summary(results, metric, n_episodes, chance=None if regression else 100.0 / ctx.settings.n_way)
-exports_row(ctx, results, metric, scale)
+shown = services.with_human(results, st.session_state.get(human.STATE_KEY), ctx.settings,
+                            ctx.dataset_id)
+summary(shown, metric, n_episodes, chance=None if regression else 100.0 / ctx.settings.n_way)
+pairs = paired(shown, regression) if len(shown) > 1 else []
+exports_row(ctx, shown, metric, scale, pairs)
 if not regression:
     same_episode(ctx, list(results))

@@ -21,6 +21,11 @@ def controls(ctx, model, job: TrainingJob | None) -> None:
     hp = widgets.hyperparam_controls(cls, model.learner.hp)
     steps = st.number_input(t("train.steps"), 1, 20000, 100, step=10, key="train_steps",
                             help=t("train.steps_help"))
+    # A shipped checkpoint is already meta-trained: training on from it shows flat curves,
+    # so a student's first run starts from random weights (the curves show learning);
+    # a model the student trained or uploaded is continued unless they ask otherwise.
+    # (set through the key, not value=, so a lesson may set it too without a warning)
+    st.session_state.setdefault("train_fresh", model.source in ("shipped", "fresh"))
     fresh = st.toggle(t("train.from_fresh"), key="train_fresh", help=t("train.from_fresh_help"))
     c1, c2 = st.columns(2)
     if c1.button(t("train.start"), key="train_start", disabled=busy, type="primary"):
