@@ -23,9 +23,12 @@ class "st-key-K", e.g. `.st-key-train_start button`):
     episodes   new_episode
     train      hp_<algorithm>_<name>, train_steps, train_fresh, train_keep, train_start, train_stop,
                download_checkpoint, upload_checkpoint
-    adapt      adapt_sample, adapt_play, adapt_step (slider)
+    adapt      adapt_sample, adapt_play, adapt_step (slider over the trace's own step numbers:
+               a metric learner's start at 1 shot)
     embedding  emb_method (umap/tsne/pca; computed on change, no button), emb_dim,
-               emb_samples, emb_neighbors, emb_perplexity, emb_color
+               emb_samples, emb_neighbors, emb_perplexity, emb_color; the charts emb_before,
+               emb_after (a click selects a point) and emb_before_point, emb_after_point
+               (the clicked point's image and description)
     compare    compare_algorithms, compare_episodes, compare_run, compare_csv, compare_json,
                compare_pair_ref, compare_paired, compare_paired_csv
     human      human_start, human_answer_<episode>_<query>, human_submit, human_reset

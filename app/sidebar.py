@@ -12,6 +12,7 @@ from app import services, state, uploads
 from app.i18n import LANGUAGES, t
 from app.jobs import TrainingJob, session_job
 from app.safe_text import plain, show
+from app.messages import user_message
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -129,7 +130,7 @@ def render() -> Context:
         if ss["dataset"] == state.UPLOAD:
             _upload_box()
             if ss.get("_upload_error"):
-                show("error", ss["_upload_error"])
+                show("error", user_message(ss["_upload_error"]))  # the core's English, translated
             elif ss.get("upload"):
                 up = ss["upload"]
                 ds = up["dataset"]

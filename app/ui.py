@@ -4,7 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app import services, sidebar
+from app.figures import how_to_read
 from app.i18n import t
+from app.messages import user_message
 from app.safe_text import show
 from app.state import SessionModel
 from metarep_core.errors import MetaRepError
@@ -17,7 +19,7 @@ def page(name: str) -> sidebar.Context:
     st.caption(t(f"page.{name}.intro"))
     ctx = sidebar.context()
     if ctx.error:
-        show("error", ctx.error)
+        show("error", user_message(ctx.error))
         st.stop()
     return ctx
 
@@ -27,7 +29,7 @@ def episode_or_stop(ctx: sidebar.Context, seed: int | None = None):
     try:
         return services.sample_episode(ctx.settings, ctx.dataset, seed)
     except MetaRepError as exc:
-        show("error", exc)
+        show("error", user_message(exc))
         st.stop()
 
 
@@ -37,7 +39,7 @@ def model_or_stop(ctx: sidebar.Context) -> SessionModel:
     try:
         model = services.session_model(ctx.settings, ctx.dataset, ctx.dataset_id)
     except MetaRepError as exc:
-        show("error", exc)
+        show("error", user_message(exc))
         st.stop()
     # the caption may name an uploaded file
     show("info" if model.source == "fresh" else "caption", services.model_caption(model))
@@ -50,3 +52,18 @@ def image_array(x):
     if arr.ndim == 4:
         arr = arr[:, 0] if arr.shape[1] == 1 else arr.transpose(0, 2, 3, 1)
     return arr
+
+
+def chart(fig, *, key: str, container=None, caption: bool = True, **kwargs):
+    """Draw the Plotly figure ``fig`` (keyed ``key``) in ``container`` (default: where
+    the page is writing) with its "how to read this" text in a caption under it
+    (``caption=False``: not here, e.g. when twin charts share one caption below
+    them). ``kwargs`` go to ``st.plotly_chart`` (e.g. ``on_select``); returns what it
+    returns (the selection event when ``on_select`` is set)."""
+    where = container if container is not None else st
+    event = where.plotly_chart(fig, key=key, **kwargs)
+    how = how_to_read(fig)
+    if caption and how:
+        where.caption(how)
+    return event
+

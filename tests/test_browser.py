@@ -156,6 +156,8 @@ def test_train_briefly_then_watch_adaptation(app):
     wait_idle(app.page)
     app.assert_no_exception("training")
     app.drawn("train_curves")
+    how = t("fig.how.training_curves", lang="en")
+    assert how in app.main_text(), "the training curves' how-to-read caption is not under them"
     assert app.key("train_start").locator("button").is_enabled(), "start stays disabled after training"
     app.screenshot("train")
 
@@ -168,16 +170,18 @@ def test_train_briefly_then_watch_adaptation(app):
 def test_adaptation_slider_scrubs_the_trace(app):
     app.open("adapt?k_shot=3")
     slider = app.key("adapt_step").locator("input[type='range']")
-    assert slider.input_value() == "0"
-    last = int(slider.get_attribute("max"))
-    assert last >= 2, f"a 3-shot ProtoNet trace should have several steps, got {last + 1}"
-    for expected in (1, 2):
+    # ProtoNet's steps are shots per class, 1 to 3: the slider counts as the curves' x axis
+    first, last = int(slider.get_attribute("min")), int(slider.get_attribute("max"))
+    assert (first, last) == (1, 3), f"a 3-shot ProtoNet trace has steps 1..3, the slider {first}..{last}"
+    assert slider.input_value() == "1"
+    for expected in (2, 3):
         app.act(lambda: (slider.focus(), slider.press("ArrowRight")), f"slider to step {expected}")
         assert slider.input_value() == str(expected)
         label = f"{t('adapt.step', lang='en')} {expected}/{last}"
         assert label in app.main_text(), f"{label!r} is not shown after moving the slider"
     app.act(lambda: slider.press("ArrowLeft"), "slider back one step")
-    assert slider.input_value() == "1"
+    assert slider.input_value() == "2"
+    app.drawn("adapt_support")
     app.drawn("adapt_curves")
     app.drawn("adapt_predictions")
     app.screenshot("adapt")
@@ -421,3 +425,30 @@ def test_embedding_space_umap(app):
             f".st-key-{key} .js-plotly-plot")
         assert points > 200, f"{key} shows {points} points, expected the episode + 200 samples"
     app.screenshot("embedding")
+
+
+def test_embedding_click_shows_the_point(app):
+    """Clicking a query in the map shows its image and says what it is, under the map
+    (after the UMAP test: the server's UMAP is compiled by then; PCA here is quick)."""
+    app.open("embedding")
+    pca = app.key("emb_method").locator("label").filter(has_text=t("embedding.method.pca", lang="en"))
+    app.act(pca.click, "choosing PCA")
+    assert app.key("emb_method").get_by_role("radio").nth(2).is_checked(), "PCA is not chosen"
+    app.drawn("emb_after")
+    details = app.key("emb_after_point")
+    assert not details.locator("[data-testid='stImage']").count(), "an image shown before any click"
+    # where Plotly draws the first query point, from the chart's own axes
+    where = app.page.evaluate(
+        """([sel, name]) => { const gd = document.querySelector(sel), fl = gd._fullLayout;
+             const tr = gd._fullData.find(t => t.name === name);
+             const box = gd.getBoundingClientRect();
+             return {x: box.left + fl._size.l + fl.xaxis.l2p(tr.x[0]),
+                     y: box.top + fl._size.t + fl.yaxis.l2p(tr.y[0])}; }""",
+        [".st-key-emb_after .js-plotly-plot", t("fig.query", lang="en")])
+    app.act(lambda: app.page.mouse.click(where["x"], where["y"]), "clicking a query point")
+    expect(details.locator("[data-testid='stImage'] img")).to_have_count(1, timeout=10_000)
+    text = details.inner_text()
+    assert t("fig.query", lang="en") in text, f"the clicked point is not said to be a query: {text!r}"
+    assert (t("embedding.point_right", lang="en") in text
+            or t("embedding.point_wrong", lang="en") in text), text
+    app.screenshot("embedding_clicked")

@@ -1,13 +1,17 @@
 """Embedding space: a 2-D or 3-D projection (UMAP, t-SNE or PCA) of an episode's
 support and query embeddings plus more samples of the split's classes, with the
 prototypes in the same projection; before meta-training (a fresh init) beside
-after (the session's model). The points come from :func:`app.services.points`."""
+after (the session's model). The points come from :func:`app.services.points`.
+Clicking a point (2-D) shows its image, class and kind under its chart
+(:func:`app.clicks.clicked_points` reads the chart's selection)."""
 import streamlit as st
 
-from app import services, ui
+from app import clicks, services, ui
+from app.figures import how_to_read
 from app.figures.embedding import embedding_figure
 from app.i18n import t
-from app.safe_text import show
+from app.safe_text import plain, show
+from app.messages import user_message
 from metarep_core.errors import MetaRepError
 
 
@@ -53,7 +57,7 @@ def points_or_stop(ctx, model, episode, choice: dict) -> dict:
                                            dim=choice["dim"], seed=s.seed, **choice["params"])
                     for which, m in models.items()}
     except MetaRepError as exc:
-        show("error", exc)
+        show("error", user_message(exc))
         st.stop()
     except NotImplementedError:
         st.info(t("embedding.no_embedding"))
@@ -69,6 +73,22 @@ def figure(points, which: str, color_by: str):
                                                                "prototype", "wrong")})
 
 
+def point_details(container, infos) -> None:
+    """Under a chart: each clicked point's image(s), then what it is. Names go in the
+    image captions (plain text: an uploaded class name is never read as markdown)."""
+    for info in infos:
+        kind = t("fig." + info.kind)
+        names = [plain(info.class_name)] * len(info.images)
+        if len(info.images):
+            container.image(list(info.images), width=84, caption=names, clamp=True)
+        line = t("embedding.point", kind=kind, index=info.index)
+        if info.kind == "query":
+            line += " " + t("embedding.point_wrong" if info.wrong else "embedding.point_right")
+        elif info.kind == "prototype":
+            line += " " + t("embedding.point_prototype")
+        container.caption(line)
+
+
 ctx = ui.page("embedding")
 if ctx.task == "regression":
     st.info(t("embedding.regression"))
@@ -76,12 +96,18 @@ if ctx.task == "regression":
 model = ui.model_or_stop(ctx)
 episode = ui.episode_or_stop(ctx)
 choice = projection_controls(episode, ctx.dataset)
-left, right = st.columns(2)
 points = points_or_stop(ctx, model, episode, choice)
 for note in points["before"].notes + points["after"].notes:
-    st.caption(note)
+    st.caption(user_message(note))
 if model.source == "fresh":
     st.info(t("embedding.not_trained"))
-left.plotly_chart(figure(points["before"], "before", choice["color_by"]), key="emb_before")
-right.plotly_chart(figure(points["after"], "after", choice["color_by"]), key="emb_after")
-st.caption(t("embedding.explain"))
+st.caption(t("embedding.click_hint") if choice["dim"] == 2 else t("embedding.click_hint_3d"))
+left, right = st.columns(2)
+for column, which, key in ((left, "before", "emb_before"), (right, "after", "emb_after")):
+    fig = figure(points[which], which, choice["color_by"])
+    # a click selects a point (2-D); the page reruns and shows it under its chart
+    event = ui.chart(fig, key=key, container=column, caption=False, on_select="rerun",
+                     selection_mode="points")
+    point_details(column.container(key=f"{key}_point"),
+                  clicks.clicked_points(points[which], event))
+st.caption(how_to_read(fig))  # the same for both maps: said once, under them

@@ -17,7 +17,7 @@ labels = {"support": t("fig.support"), "query": t("fig.query"), "x": "x", "y": "
 
 if episode.is_regression:
     grid_x, true_y = services.true_curve(ctx.dataset, episode)
-    st.plotly_chart(regression_plot(
+    ui.chart(regression_plot(
         grid_x, true_y, episode.support_x.view(-1).numpy(),
         episode.support_y.view(-1).numpy(), {}, query_x=episode.query_x.view(-1).numpy(),
         query_y=episode.query_y.view(-1).numpy(), title=t("episodes.task_title", params=", ".join(
@@ -30,12 +30,11 @@ else:
     if episode.info.get("groups"):  # alphabet / character, as Omniglot names them
         heads = [f"{g} / {c}" if g and g not in c else c
                  for g, c in zip(episode.info["groups"], names)]
-    st.subheader(t("episodes.support", n=len(episode.support_y)))
-    st.plotly_chart(episode_grid(ui.image_array(episode.support_x), episode.support_y.numpy(),
-                                 names, row_labels=heads, labels=labels, kind="support_grid"),
-                    key="episode_support")
-    st.subheader(t("episodes.query", n=len(episode.query_y)))
-    st.plotly_chart(episode_grid(ui.image_array(episode.query_x), episode.query_y.numpy(),
-                                 names, row_labels=heads, labels=labels, kind="query_grid"),
-                    key="episode_query")
+    # the figures' titles name the sets ("Support set: ..."): no subheader repeats them
+    ui.chart(episode_grid(ui.image_array(episode.support_x), episode.support_y.numpy(),
+                          names, row_labels=heads, labels=labels, kind="support_grid"),
+             key="episode_support")
+    ui.chart(episode_grid(ui.image_array(episode.query_x), episode.query_y.numpy(),
+                          names, row_labels=heads, labels=labels, kind="query_grid"),
+             key="episode_query")
     st.info(t("episodes.explain", n_way=s.n_way, k_shot=s.k_shot))

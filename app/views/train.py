@@ -61,11 +61,11 @@ def job_panel(job: TrainingJob, regression: bool, was_queued: bool) -> None:
              left=f"{left_s:.0f}" if left_s is not None else "?",
              ahead=job_board().position(job))
     st.progress(job.fraction, text=text)
-    st.plotly_chart(training_curves(list(job.history), list(job.val_curve), regression=regression,
-                                    labels={"loss": t("fig.loss"), "accuracy": t("fig.accuracy"),
-                                            "val": t("fig.validation"), "step": t("fig.step"),
-                                            "train": t("fig.training")}),
-                    key="train_curves")
+    ui.chart(training_curves(list(job.history), list(job.val_curve), regression=regression,
+                             labels={"loss": t("fig.loss"), "accuracy": t("fig.accuracy"),
+                                     "val": t("fig.validation"), "step": t("fig.step"),
+                                     "train": t("fig.training")}),
+             key="train_curves")
     if job.error:
         show("error", job.error)
     elif job.status == "done" and job.collected:
