@@ -39,13 +39,6 @@ def support_order(episode: Episode) -> torch.Tensor:
     return torch.randperm(episode.support_y.shape[0], generator=g)
 
 
-def check_width(memory_width: int, n_way: int) -> None:
-    """A memory row holds a key and the n_way label columns: it must be wider than n_way."""
-    if memory_width < n_way + 4:
-        raise MetaRepError(f"memory_width = {memory_width} leaves no room for a key next to the "
-                           f"{n_way} label columns; choose memory_width >= {n_way + 4}")
-
-
 def instance_numbers(labels: torch.Tensor) -> torch.Tensor:
     """For a label sequence (T,), which presentation of its class each step is (1, 2, ...)."""
     counts: dict[int, int] = {}
@@ -113,6 +106,11 @@ class SequenceMemoryLearner(MetaLearner):
     def meta_step(self, episodes: list[Episode]) -> dict[str, float]:
         self.train()
         sx, sy, qx, qy = self._batch(episodes)
+        # Santoro et al. shuffle the labels per episode, so that no fixed class-to-label
+        # map can be memorised in the weights: relabel each episode by a random
+        # permutation of its n_way labels (drawn from torch's global generator).
+        perm = torch.stack([torch.randperm(self.n_way) for _ in episodes]).to(sy.device)   # (B, n_way)
+        sy, qy = perm.gather(1, sy), perm.gather(1, qy)
         seq_logits, q_logits, *_ = self._run(sx, sy, qx)
         seq_loss = F.cross_entropy(seq_logits.flatten(0, 1), sy.flatten())
         q_loss = F.cross_entropy(q_logits.flatten(0, 1), qy.flatten())
