@@ -61,7 +61,7 @@ class DNCMemoryCore(nn.Module):
         # The write key and vector see the controller output and the last read keys
         # (a one-step skip across time, so the LSTM need not learn to carry the image).
         self.write_key = nn.Linear(controller + heads * width, width)
-        self.write_vector = nn.Linear(controller + heads * width, width)
+        self.write_vector = nn.Linear(controller + heads * width + n_way, width)
         self.out = nn.Linear(controller + heads * width, n_way)
         # Ablation switch: when True every read vector is zero (the memory is cut off).
         self.zero_reads = False
@@ -80,7 +80,8 @@ class DNCMemoryCore(nn.Module):
             self.read_key.weight[:, :controller].zero_()
             for lin in (self.write_key, self.write_vector):
                 lin.weight.zero_()
-                lin.weight[:, controller:].copy_(torch.eye(width).repeat(1, heads) / heads)
+                lin.weight[:, controller:controller + heads * width].copy_(
+                    torch.eye(width).repeat(1, heads) / heads)
 
     def init_state(self, B: int, device) -> dict:
         z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
@@ -129,7 +130,7 @@ class DNCMemoryCore(nn.Module):
         # The controller writes its own vector: binding the last image to the label that
         # has just arrived needs the LSTM to carry that image for one step.
         hk = torch.cat([h, state["keys"].flatten(1)], -1)
-        value = torch.tanh(self.write_vector(hk))
+        value = self.write_vector(torch.cat([hk, y_prev], -1))
         write_key = self.write_key(hk)[:, None]
         content_w = content_weights(state["memory"], write_key,
                                     iface["write_strength"][:, None]).squeeze(1)

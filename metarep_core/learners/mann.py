@@ -64,7 +64,7 @@ class LRUAMemoryCore(nn.Module):
         # Input at step t: the image feature, the previous label and the last reads.
         self.lstm = nn.LSTMCell(in_dim + n_way + heads * width, controller)
         self.key = nn.Linear(controller + in_dim, heads * width)
-        self.value = nn.Linear(controller + heads * width, width)
+        self.value = nn.Linear(controller + heads * width + n_way, width)
         self.strength = nn.Linear(controller, heads)
         self.alpha = nn.Linear(controller, 1)
         self.out = nn.Linear(controller + heads * width, n_way)
@@ -83,7 +83,8 @@ class LRUAMemoryCore(nn.Module):
         with torch.no_grad():
             self.key.weight[:, :controller].zero_()
             self.value.weight.zero_()
-            self.value.weight[:, controller:].copy_(torch.eye(width).repeat(1, heads) / heads)
+            self.value.weight[:, controller:controller + heads * width].copy_(
+                torch.eye(width).repeat(1, heads) / heads)
 
     def init_state(self, B: int, device) -> dict:
         z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
@@ -116,7 +117,7 @@ class LRUAMemoryCore(nn.Module):
         # just arrived, the LSTM has to carry that image for one step.
         least_used = lru_least_used(state["usage"])
         write_w = lru_write_weights(state["read_w"].mean(1), least_used, self.alpha(h).squeeze(-1))
-        value = torch.tanh(self.value(torch.cat([h, state["keys"].flatten(1)], -1)))
+        value = self.value(torch.cat([h, state["keys"].flatten(1), y_prev], -1))
         memory = lru_write(state["memory"], least_used, write_w, value)
         keys, read_w, reads, logits = self._read(h, e, memory)
         usage = lru_usage(state["usage"], read_w, write_w, self.gamma)
