@@ -272,13 +272,14 @@ def test_zeroing_the_memory_reads_drops_accuracy_to_chance(name, request, glyphs
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mann", "dnc"])
 def test_second_presentation_beats_the_first(name, request, glyphs):
-    """Santoro's figure: the 1st presentation of a class is a guess (about 1/N); by the
-    2nd the label is recalled from memory."""
+    """Santoro's figure: the 1st presentation of a class is a guess (at best by
+    excluding the labels already used: (1/5 + 1/4 + ... + 1/1) / 5 = 46% for 5 classes,
+    Santoro et al. measured 36.4%); by the 2nd the label is recalled from memory."""
     learner, _ = request.getfixturevalue(name)
     curve = presentation_curve(learner, glyphs)
     print(f"\n{name} accuracy by presentation 1, 2, 5, 10: "
           + ", ".join(f"{curve[p - 1]:.1f}%" for p in (1, 2, 5, 10)))
-    assert curve[0] < 32.0
+    assert curve[0] < 55.0
     assert curve[1] > curve[0] + 20.0
     assert curve[9] > curve[0] + 20.0
 
