@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from metarep_core.data import load_dataset
 from metarep_core.data.baselines import pixel_ncm_accuracy
@@ -327,15 +326,15 @@ def test_meta_training_shuffles_the_labels_per_episode(name, glyphs):
 @pytest.mark.parametrize("name", ["mann", "dnc"])
 def test_no_label_one_hot_is_written_into_memory(name, glyphs):
     """No label columns are hand-placed: after streaming a support set no n_way-wide block
-    of any memory row is the one-hot of a label (the old rows ended in one)."""
+    of the memory looks like (scaled, mixed) one-hot labels, one entry per row far above
+    the others, as the old rows' last n_way columns did."""
     learner = build_learner(name, glyphs.input_shape, 5, **SMALL_SEQUENCE).eval()
     ep = EpisodeSampler(glyphs, "test", 5, 1, 1, seed=TEST_SEED).sample(TEST_SEED)
     sx, sy, _, _ = learner._batch([ep])
     *_, states, _ = learner._run(sx, sy, None)
     memory = states[-1]["memory"][0]                    # (N, W)
-    written = memory[memory.abs().sum(1) > 1e-6]
-    assert len(written) >= 5
+    written = memory[memory.norm(dim=1).topk(5).indices]   # the rows the 5 examples went to
     for start in range(memory.shape[1] - 5 + 1):
-        block = written[:, start:start + 5]
-        is_one_hot = ((block - F.one_hot(block.argmax(1), 5).float()).abs().max(1).values < 1e-4)
-        assert not is_one_hot.any(), start
+        top2 = written[:, start:start + 5].abs().topk(2, dim=1).values      # (rows, 2)
+        one_hot_like = (top2[:, 1] < 0.25 * top2[:, 0]).float().mean().item()
+        assert one_hot_like < 0.5, (start, one_hot_like)
