@@ -10,14 +10,19 @@ at a time with the previous label (``presentation_accuracy``); means over episod
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from metarep_core.checkpoints import load_checkpoint
-from metarep_core.data import load_dataset
-from metarep_core.episodes import EpisodeSampler
-from metarep_core.learners._sequence import reads_zeroed
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))   # run as a file from the repository root
+
+from metarep_core.checkpoints import load_checkpoint  # noqa: E402
+from metarep_core.data import load_dataset  # noqa: E402
+from metarep_core.episodes import EpisodeSampler  # noqa: E402
+from metarep_core.learners._sequence import reads_zeroed  # noqa: E402
 
 
 def main() -> None:
