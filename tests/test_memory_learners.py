@@ -14,7 +14,6 @@ import torch
 from metarep_core.data import load_dataset
 from metarep_core.data.baselines import pixel_ncm_accuracy
 from metarep_core.episodes import EpisodeSampler
-from metarep_core.errors import MetaRepError
 from metarep_core.learners import build_learner, get_learner_class
 from metarep_core.learners._sequence import MAX_PRESENTATION, reads_zeroed, support_order
 from metarep_core.learners.metanet import output_layer_gradients

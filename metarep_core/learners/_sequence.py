@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 
 from ..episodes import Episode
-from ..errors import MetaRepError
 from .base import Adapted, MetaLearner, TraceStep, to_numpy, trace_step
 
 

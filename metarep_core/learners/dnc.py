@@ -17,10 +17,10 @@ paper. The rules are pure functions in ``_memory.py``.
 Scaled down / simplified for a CPU, and why (the same choices as MANN's):
 - a Conv-4 with 32 channels encodes the image; an LSTM of 128 units (paper: 256),
   32 slots x 40 (paper: up to 512 x 64 for its tasks), 2 read heads (paper: 4);
-- a memory row is ``[key, label one-hot]``: the write vector is the read key the
-  controller emitted at the previous step next to the label that has just arrived,
-  and the content lookups address the key part. Learning that binding inside the
-  controller takes the paper's models ~10^5 episodes;
+- the write key and the write vector are the controller's (no label column is placed
+  by hand), but they also see the last read keys (a one-step skip across time) and the
+  write vector sees the previous label through a learned map, so the binding is learned
+  in a few hundred meta-updates instead of the ~10^5 episodes the paper's models need;
 - the gates start towards "allocate and write" and the read modes towards "content",
   with sharp key strengths; all are learned.
 """

@@ -19,16 +19,19 @@ Scaled down for a CPU, and why:
 - one read head (the paper: four), an LSTM of 128 units (paper: 200), 32 slots x 40
   (paper: 128 x 40); episodes are the standard 5-way ones rather than 15-class
   sequences of 50 steps;
-- the binding of an image to its label is given a structure instead of being learned
-  inside the LSTM: when the label of step t-1 arrives (at step t), the row written is
-  the key the controller emitted at step t-1 (Santoro et al. also store the key) next
-  to the label one-hot, and reads address the key part only. In the paper the
-  controller learns this binding over ~100,000 episodes; this way it is learned in a
-  few hundred meta-updates;
+- the controller writes every memory row itself (no label column is placed by hand),
+  but its write head sees, next to the LSTM output, the last read key (a one-step skip
+  across time, so the LSTM need not learn to carry the image for one step) and the
+  previous label through a learned linear map; the write vector starts as the last
+  key and the read key as a projection of the image feature. The paper's controller
+  learns the binding over ~100,000 episodes; this way it is learned in a few hundred
+  meta-updates (on 2-shot episodes, so the streamed support holds second presentations);
 - the key strength starts high (~20) and the write gate starts towards the least-used
   slot, because from a near-uniform read no gradient says which slot mattered.
 
-What stays as in the paper: the LSTM controller fed with (image, previous label), the
+What stays as in the paper: the LSTM controller fed with (image, previous label, last
+read vector), labels permuted per episode in meta-training, the read vector feeding the
+classifier and the next step, the
 cosine content read with a key strength, the LRUA write weights (a learned
 interpolation of the previous read weights and the least-used slot, which is zeroed
 before the write), usage decay, and the per-step loss on the streamed sequence.
