@@ -23,12 +23,13 @@ class ExtraSpec(NamedTuple):
     "memory" (a heatmap whose rows are the steps so far), "per_step" (a 1-D array with
     one value per step so far), "bars" (a 1-D array with one value per item) or "line"
     (a 1-D array over iterations). ``x``, ``y``, ``z``: label keys of the x axis, the y
-    axis and the colour bar (heatmaps)."""
+    axis and the colour bar (heatmaps). ``x_start``: the number of the first bar (bars)."""
     draw: str
     x: str
     y: str
     z: str = ""
     log: bool = False
+    x_start: int = 0
 
 
 EXTRAS: dict[str, ExtraSpec] = {
@@ -46,6 +47,8 @@ EXTRAS: dict[str, ExtraSpec] = {
     "usage": ExtraSpec("memory", "axis.slot", "axis.memory_step", "axis.usage01"),
     "allocation": ExtraSpec("memory", "axis.slot", "axis.memory_step", "axis.weight01"),
     "link": ExtraSpec("heatmap", "axis.slot_before", "axis.slot_after", "axis.link01"),
+    # Santoro et al.'s figure: online accuracy at the 1st, 2nd, ... presentation of a class
+    "presentation_accuracy": ExtraSpec("bars", "axis.presentation", "axis.accuracy01", x_start=1),
     # Meta Networks: the fast weights stored per support example
     "fast_weight_norm": ExtraSpec("bars", "axis.support_stored", "axis.norm"),
     # optimization learners: how far the inner loop moves the weights
@@ -142,7 +145,7 @@ def _heatmap(arr: np.ndarray, spec: ExtraSpec, lab: dict, step: int) -> tuple[di
 
 
 def _bars(arr: np.ndarray, spec: ExtraSpec, lab: dict) -> tuple[dict, dict]:
-    trace = dict(type="bar", x=np.arange(arr.size), y=arr, marker=dict(color=color_of(4)),
+    trace = dict(type="bar", x=np.arange(arr.size) + spec.x_start, y=arr, marker=dict(color=color_of(4)),
                  name=lab.get(spec.y, spec.y),
                  hovertemplate=f"{lab.get(spec.x, '')} %{{x}}: %{{y:.3g}}<extra></extra>")
     return trace, dict(height=280, bargap=0.1, xaxis=_axis(lab, spec.x), yaxis=_axis(lab, spec.y))

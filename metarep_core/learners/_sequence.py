@@ -15,6 +15,10 @@ Our choices, so that every family is scored on the same N-way K-shot episodes:
   the state after the support: the controller runs one step and reads memory, but
   nothing is written (read-only), so query predictions do not depend on each other or
   on the order of the query set. ``predict`` gives the standard N-way K-shot accuracy.
+- Meta-training relabels each episode by a random permutation of its N labels (as
+  Santoro et al. shuffle labels per episode), so no class-to-label map can be learned.
+- Santoro's figure (accuracy at the 1st, 2nd, 5th, 10th presentation of a class) is
+  measured by streaming support and queries together (``presentation_accuracy``).
 - Meta-training uses Santoro's per-step loss on the support sequence (which is only
   learnable for 2nd+ instances of a class) plus the loss on the queries.
 
@@ -24,12 +28,13 @@ and ``read(state, e_q)`` -> logits (B, Q, n_way) for queries (no write).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..episodes import Episode
-from ..errors import MetaRepError
 from .base import Adapted, MetaLearner, TraceStep, to_numpy, trace_step
 
 
@@ -37,13 +42,6 @@ def support_order(episode: Episode) -> torch.Tensor:
     """The shuffled order in which the support set is streamed (n_s,), from the episode seed."""
     g = torch.Generator().manual_seed(int(episode.seed) * 7919 + 17)
     return torch.randperm(episode.support_y.shape[0], generator=g)
-
-
-def check_width(memory_width: int, n_way: int) -> None:
-    """A memory row holds a key and the n_way label columns: it must be wider than n_way."""
-    if memory_width < n_way + 4:
-        raise MetaRepError(f"memory_width = {memory_width} leaves no room for a key next to the "
-                           f"{n_way} label columns; choose memory_width >= {n_way + 4}")
 
 
 def instance_numbers(labels: torch.Tensor) -> torch.Tensor:
@@ -54,6 +52,22 @@ def instance_numbers(labels: torch.Tensor) -> torch.Tensor:
         counts[y] = counts.get(y, 0) + 1
         out.append(counts[y])
     return torch.tensor(out)
+
+
+#: Santoro et al.'s figure reports the 1st, 2nd, 5th and 10th presentation; the trace
+#: keeps every presentation from the 1st to this one.
+MAX_PRESENTATION = 10
+
+
+@contextmanager
+def reads_zeroed(learner: "SequenceMemoryLearner"):
+    """Within the block every memory read vector of ``learner`` is zero (an ablation:
+    what the model still gets right, it gets without its memory)."""
+    learner.core.zero_reads = True
+    try:
+        yield learner
+    finally:
+        learner.core.zero_reads = False
 
 
 class SequenceMemoryLearner(MetaLearner):
@@ -113,6 +127,11 @@ class SequenceMemoryLearner(MetaLearner):
     def meta_step(self, episodes: list[Episode]) -> dict[str, float]:
         self.train()
         sx, sy, qx, qy = self._batch(episodes)
+        # Santoro et al. shuffle the labels per episode, so that no fixed class-to-label
+        # map can be memorised in the weights: relabel each episode by a random
+        # permutation of its n_way labels (drawn from torch's global generator).
+        perm = torch.stack([torch.randperm(self.n_way) for _ in episodes]).to(sy.device)   # (B, n_way)
+        sy, qy = perm.gather(1, sy), perm.gather(1, qy)
         seq_logits, q_logits, *_ = self._run(sx, sy, qx)
         seq_loss = F.cross_entropy(seq_logits.flatten(0, 1), sy.flatten())
         q_loss = F.cross_entropy(q_logits.flatten(0, 1), qy.flatten())
@@ -137,6 +156,30 @@ class SequenceMemoryLearner(MetaLearner):
         sx, sy, _, _ = self._batch([episode])
         seq_logits, *_ = self._run(sx, sy, None)
         return seq_logits[0].argmax(-1), sy[0], instance_numbers(sy[0])
+
+    @torch.no_grad()
+    def presentation_accuracy(self, episode: Episode, max_presentation: int = MAX_PRESENTATION) -> np.ndarray:
+        """Santoro et al.'s figure on one episode: the support and the query examples are
+        streamed together in a shuffled order (deterministic in the episode's seed), each
+        with the previous label, and the online prediction is scored by which
+        presentation of its class each step is.
+
+        Returns (max_presentation,) float: entry ``p - 1`` is the accuracy at the p-th
+        presentation of a class, NaN where no class is shown p times.
+        """
+        x = torch.cat([episode.support_x, episode.query_x])
+        y = torch.cat([episode.support_y, episode.query_y])
+        g = torch.Generator().manual_seed(int(episode.seed) * 7919 + 29)
+        order = torch.randperm(y.shape[0], generator=g).to(y.device)
+        x, y = x[order], y[order]
+        seq_logits, *_ = self._run(x[None], y[None], None)
+        correct = (seq_logits[0].argmax(-1) == y).float().cpu()
+        inst = instance_numbers(y.cpu())
+        out = np.full(max_presentation, np.nan, dtype=np.float32)
+        for p in range(1, max_presentation + 1):
+            if (inst == p).any():
+                out[p - 1] = correct[inst == p].mean().item()
+        return out
 
     @torch.no_grad()
     def adapt(self, episode: Episode, record: bool = False) -> Adapted:
@@ -164,6 +207,9 @@ class SequenceMemoryLearner(MetaLearner):
         q_emb = to_numpy(q_e[0])
         rows = {k: [np.zeros(self.core.n_slots, dtype=np.float32)] for k in self.trace_keys}
         online_correct = (seq_logits.argmax(-1) == sy).float()
+        # An episode-level measurement (the whole episode streamed online), the same at
+        # every step of the trace.
+        by_presentation = self.presentation_accuracy(episode)
         trace = []
         for t, state in enumerate(states):
             probs = torch.softmax(self.core.read(state, q_e)[0], -1)
@@ -179,6 +225,7 @@ class SequenceMemoryLearner(MetaLearner):
                     extras[k] = np.zeros((self.core.n_slots, self.core.n_slots), dtype=np.float32)
             for k in self.trace_keys:
                 extras[k] = np.stack(rows[k])
+            extras["presentation_accuracy"] = by_presentation
             if t == 0:
                 label = "before any support example (empty memory)"
             elif t <= T:

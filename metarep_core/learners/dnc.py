@@ -17,10 +17,10 @@ paper. The rules are pure functions in ``_memory.py``.
 Scaled down / simplified for a CPU, and why (the same choices as MANN's):
 - a Conv-4 with 32 channels encodes the image; an LSTM of 128 units (paper: 256),
   32 slots x 40 (paper: up to 512 x 64 for its tasks), 2 read heads (paper: 4);
-- a memory row is ``[key, label one-hot]``: the write vector is the read key the
-  controller emitted at the previous step next to the label that has just arrived,
-  and the content lookups address the key part. Learning that binding inside the
-  controller takes the paper's models ~10^5 episodes;
+- the write key and the write vector are the controller's (no label column is placed
+  by hand), but they also see the last read keys (a one-step skip across time) and the
+  write vector sees the previous label through a learned map, so the binding is learned
+  in a few hundred meta-updates instead of the ~10^5 episodes the paper's models need;
 - the gates start towards "allocate and write" and the read modes towards "content",
   with sharp key strengths; all are learned.
 """
@@ -34,7 +34,7 @@ from . import register
 from ._memory import (content_weights, dnc_allocation, dnc_directional, dnc_link, dnc_precedence,
                       dnc_read_weights, dnc_retention, dnc_usage, dnc_write, dnc_write_weights,
                       oneplus, read_memory)
-from ._sequence import SequenceMemoryLearner, check_width
+from ._sequence import SequenceMemoryLearner
 from .base import HyperParam
 
 
@@ -43,20 +43,28 @@ class DNCMemoryCore(nn.Module):
 
     State (batch B): ``h``/``c`` (B, C), ``memory`` (B, N, W), ``usage`` (B, N),
     ``link`` (B, N, N), ``precedence`` (B, N), ``read_w`` (B, R, N), ``write_w`` (B, N),
-    ``reads`` (B, R, W), ``keys`` (B, R, K) the last read keys (K = W - n_way).
+    ``reads`` (B, R, W) the last read vectors. The write key and the write vector are
+    the controller's (nothing is hand-placed in memory); the read vectors feed the
+    classifier and the controller's next step, as in the paper.
     """
 
     def __init__(self, in_dim: int, n_way: int, controller: int, n_slots: int, width: int, heads: int):
         super().__init__()
         self.n_way, self.n_slots, self.width, self.heads = n_way, n_slots, width, heads
-        self.key_width = K = width - n_way
+        K = width
         self.controller_size = controller
         self.lstm = nn.LSTMCell(in_dim + n_way + heads * width, controller)
         self.read_key = nn.Linear(controller + in_dim, heads * K)
         # Interface vector: read strengths (R), read modes (3R), free gates (R), write
         # strength, allocation gate, write gate (3) and the erase vector (W).
         self.interface = nn.Linear(controller, 5 * heads + 3 + width)
+        # The write key and vector see the controller output and the last read keys
+        # (a one-step skip across time, so the LSTM need not learn to carry the image).
+        self.write_key = nn.Linear(controller + heads * width, width)
+        self.write_vector = nn.Linear(controller + heads * width + n_way, width)
         self.out = nn.Linear(controller + heads * width, n_way)
+        # Ablation switch: when True every read vector is zero (the memory is cut off).
+        self.zero_reads = False
         with torch.no_grad():
             R = heads
             b = self.interface.bias
@@ -66,7 +74,14 @@ class DNCMemoryCore(nn.Module):
             b[5 * R] = 19.0                    # write strength
             b[5 * R + 1] = 3.0                 # allocation gate: new items to free slots
             b[5 * R + 2] = 3.0                 # write gate
+            # Read keys start from the image feature alone and the write key/vector as
+            # the last read key, so an image finds the row of a similar one from the
+            # first update; what the controller adds to the row (the label) is learned.
             self.read_key.weight[:, :controller].zero_()
+            for lin in (self.write_key, self.write_vector):
+                lin.weight.zero_()
+                lin.weight[:, controller:controller + heads * width].copy_(
+                    torch.eye(width).repeat(1, heads) / heads)
 
     def init_state(self, B: int, device) -> dict:
         z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
@@ -74,7 +89,7 @@ class DNCMemoryCore(nn.Module):
         return {"h": z(B, self.controller_size), "c": z(B, self.controller_size),
                 "memory": z(B, N, self.width), "usage": z(B, N), "link": z(B, N, N),
                 "precedence": z(B, N), "read_w": z(B, R, N), "write_w": z(B, N),
-                "reads": z(B, R, self.width), "keys": z(B, R, self.key_width)}
+                "reads": z(B, R, self.width), "keys": z(B, R, self.width)}
 
     def _split(self, h: torch.Tensor) -> dict:
         R, W = self.heads, self.width
@@ -93,11 +108,13 @@ class DNCMemoryCore(nn.Module):
 
     def _read(self, h, e, memory, link, read_w_prev, iface):
         B = h.shape[0]
-        keys = self.read_key(torch.cat([h, e], -1)).view(B, self.heads, self.key_width)
-        content = content_weights(memory[..., :self.key_width], keys, iface["read_strength"])
+        keys = self.read_key(torch.cat([h, e], -1)).view(B, self.heads, self.width)
+        content = content_weights(memory, keys, iface["read_strength"])
         forward, backward = dnc_directional(link, read_w_prev)
         read_w = dnc_read_weights(iface["read_modes"], backward, content, forward)
         reads = read_memory(memory, read_w)
+        if self.zero_reads:
+            reads = torch.zeros_like(reads)
         logits = self.out(torch.cat([h, reads.flatten(1)], -1))
         return keys, read_w, reads, logits
 
@@ -110,9 +127,12 @@ class DNCMemoryCore(nn.Module):
         retention = dnc_retention(iface["free"], state["read_w"])
         usage = dnc_usage(state["usage"], state["write_w"], retention)
         allocation = dnc_allocation(usage)
-        value = torch.cat([state["keys"].mean(1), y_prev], -1)   # last key + its label
-        write_key = value[:, None, :self.key_width]
-        content_w = content_weights(state["memory"][..., :self.key_width], write_key,
+        # The controller writes its own vector: binding the last image to the label that
+        # has just arrived needs the LSTM to carry that image for one step.
+        hk = torch.cat([h, state["keys"].flatten(1)], -1)
+        value = self.write_vector(torch.cat([hk, y_prev], -1))
+        write_key = self.write_key(hk)[:, None]
+        content_w = content_weights(state["memory"], write_key,
                                     iface["write_strength"][:, None]).squeeze(1)
         write_w = dnc_write_weights(allocation, content_w, iface["alloc_gate"], iface["write_gate"])
         memory = dnc_write(state["memory"], write_w, iface["erase"], value)
@@ -155,13 +175,12 @@ class DNC(SequenceMemoryLearner):
         HyperParam("conv_channels", 32, "int", 8, 64, help="channels of the Conv-4 image encoder"),
         HyperParam("controller_size", 128, "int", 16, 512, help="LSTM controller units"),
         HyperParam("memory_slots", 32, "int", 4, 256, help="memory rows N"),
-        HyperParam("memory_width", 40, "int", 8, 128, help="memory row width W (key part + n_way label columns)"),
+        HyperParam("memory_width", 40, "int", 8, 128, help="memory row width W (a vector the controller writes)"),
         HyperParam("read_heads", 2, "int", 1, 4, help="read heads R"),
     )
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
         super().__init__(input_shape, n_way, task, **hp)
-        check_width(self.hp["memory_width"], n_way)
         self.encoder = make_backbone(self.input_shape, hidden=self.hp["conv_channels"])
         self.core = DNCMemoryCore(self.encoder.out_dim, n_way, self.hp["controller_size"],
                                   self.hp["memory_slots"], self.hp["memory_width"], self.hp["read_heads"])
