@@ -63,13 +63,14 @@ import torch  # noqa: E402
 # spin against each other (and against other users).
 torch.set_num_threads(int(os.environ.get("METAREP_TORCH_THREADS", "1")))
 
-from app import lesson_state, pages, services, sidebar, state  # noqa: E402
+from app import lesson_state, memory, pages, services, sidebar, state  # noqa: E402
 from app.i18n import t  # noqa: E402
 
 # The icon is a file served by this server: as ":material/psychology:" the browser would
 # fetch it from fonts.gstatic.com (scripts/make_page_icon.py draws it).
 st.set_page_config(page_title="MetaRep Explorer", page_icon=str(ROOT / "app" / "page_icon.png"),
                    layout="wide")
+memory.start_trimmer()  # once per process: a dropped session's memory goes back to the system
 state.init_from_url()
 lesson_state.init_from_url()  # ?lesson=&step=&hide=: a step's settings reach the sidebar first
 services.warm_up_projection()

@@ -12,7 +12,7 @@ import hashlib
 
 import streamlit as st
 
-from app import state
+from app import memory, state
 from app.i18n import t
 from metarep_core.errors import MetaRepError
 
@@ -41,7 +41,13 @@ def accept_dataset_upload(name: str, data: bytes) -> dict:
     one is decoded, so a re-upload never holds two at once (the core bounds each:
     images, pixels, bytes; see the README's Limits)."""
     st.session_state.pop("upload", None)
-    dataset = dataset_from_zip(name, data)
+    try:
+        dataset = dataset_from_zip(name, data)
+    finally:
+        # The read's decompressed entries (up to 200 MB) are freed now, into this script
+        # thread's malloc heap, where the next read (another thread) would not reuse them.
+        # Measured with 30 uploads at once: 2.99 GB held afterwards with this, 3.11 without.
+        memory.release_freed_memory()
     entry = {"dataset": dataset, "name": name, "id": "upload:" + content_id(data)[:12]}
     st.session_state["upload"] = entry
     return entry

@@ -13,7 +13,9 @@ each accepted job. Memory is the server process tree's RSS (/proc): after one wa
 session has trained 2 steps and gone (imports, datasets, training code loaded), with
 the sessions training, when the last job stopped, and once Streamlit has dropped the
 disconnected sessions (server.disconnectedSessionTTL, shortened here to 10 s so the run
-stays short).
+stays short), and 30 s later (app/memory.py forgets ended sessions and trims every 10 s).
+``--open-budget-s`` stops opening sessions after that long (a loaded machine) and
+measures the ones opened.
 """
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ def start_training(page, url: str) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--open-budget-s", type=float, default=None,
+                        help="stop opening sessions after this long and measure those opened")
     parser.add_argument("--grace", type=float, default=None,
                         help="METAREP_JOB_GRACE_S for the server (default: the app's 30 s)")
     args = parser.parse_args()
@@ -89,6 +93,8 @@ def main() -> None:
 
             contexts, tokens, failed, t_start = [], [], 0, time.monotonic()
             for i in range(args.sessions):
+                if args.open_budget_s and time.monotonic() - t_start > args.open_budget_s:
+                    break
                 context = browser.new_context()
                 context.set_default_timeout(SLOW_MS)
                 contexts.append(context)
@@ -117,14 +123,18 @@ def main() -> None:
             rss_stopped = server.memory_mb()["rss_mb"]
             time.sleep(max(0.0, SESSION_TTL_S + 5 - (time.monotonic() - t_close)))
             rss_after = server.memory_mb()["rss_mb"]
+            # + the app's 10 s period of forgetting ended sessions and trimming (app/memory.py)
+            time.sleep(max(0.0, SESSION_TTL_S + 30 - (time.monotonic() - t_close)))
+            rss_later = server.memory_mb()["rss_mb"]
             browser.close()
     finally:
         server.stop()
     with open("/proc/loadavg") as fh:
         loadavg = fh.read().split()[:3]
     print(json.dumps({
-        "bench": "session-jobs-close", "sessions": args.sessions, "accepted": len(tokens),
-        "refused": args.sessions - len(tokens) - failed, "failed_to_start": failed,
+        "bench": "session-jobs-close", "sessions": len(contexts), "asked": args.sessions,
+        "accepted": len(tokens),
+        "refused": len(contexts) - len(tokens) - failed, "failed_to_start": failed,
         "not_stopped": len(pending),
         "starting_all_s": round(start_s, 1), "grace_s": grace,
         "all_stopped_after_close_s": round(all_stopped_s, 1),
@@ -132,6 +142,7 @@ def main() -> None:
         "rss_before_mb": rss_before, "rss_training_mb": rss_training,
         "rss_at_last_stop_mb": rss_stopped, "rss_after_sessions_dropped_mb": rss_after,
         "rss_after_vs_before": round(rss_after / rss_before, 3), "goal_rss_ratio": 1.10,
+        "rss_30s_later_mb": rss_later, "rss_later_vs_before": round(rss_later / rss_before, 3),
         "loadavg": loadavg,
     }))
 
