@@ -22,14 +22,14 @@ import json
 import secrets
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import MetaRepError
 from . import checks
-from .runs import RunStoreBase, now, utc
+from .runs import AnswerRecord, RunStoreBase, now, utc
 from .schema import answers, classes, reveals, students
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -66,15 +66,10 @@ def spreadsheet_safe(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class ClassAnswer:
-    student: str
-    lesson: str
-    step: int
-    attempt: int
-    answer: object
-    correct: bool | None
-    seconds: float | None
-    time: object
+class ClassAnswer(AnswerRecord):
+    """A run's answer record as the teacher sees it: with the student's display name."""
+
+    student: str = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -168,8 +163,8 @@ class ClassroomMixin:
         with self._read() as conn:
             class_id = self._teacher_class(conn, code, teacher_key)
             rows = self._answer_rows(conn, class_id)
-        return [ClassAnswer(r.name, r.lesson, r.step, r.attempt, json.loads(r.answer), r.correct, r.seconds,
-                            utc(r.created)) for r in rows]
+        return [ClassAnswer(r.lesson, r.step, r.attempt, json.loads(r.answer), r.correct, r.seconds,
+                            utc(r.created), student=r.name) for r in rows]
 
     def class_students(self: RunStoreBase, code: str, teacher_key: str) -> list[str]:
         with self._read() as conn:
