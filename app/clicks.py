@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.figures.embedding import selected_points
-from app.services import EmbeddingPoints
+from app.embedding_space import EmbeddingPoints
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def _finite(value):
 
 
 def paired_csv(paired: list[dict]) -> str:
-    """The paired differences (services.paired_differences), one row per pair."""
+    """The paired differences (comparison.paired_differences), one row per pair."""
     return _csv(PAIRED_COLUMNS, ([_finite(row[c]) for c in PAIRED_COLUMNS] for row in paired))
 
 

@@ -12,8 +12,6 @@ import dataclasses
 import hashlib
 import logging
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +24,6 @@ from app.i18n import t
 from app.jobs import TrainingJob, adopt_result
 from metarep_core.episodes import Episode, EpisodeSampler
 from metarep_core.errors import MetaRepError
-from metarep_core.evaluation import episode_scores, summarize
 from metarep_core.learners import available, build_learner, get_learner_class
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,118 +253,6 @@ def true_curve(dataset, episode: Episode) -> tuple[np.ndarray, np.ndarray]:
     return grid.view(-1).numpy(), dataset.evaluate(episode.info, grid).view(-1).numpy()
 
 
-@dataclass(frozen=True)
-class EmbeddingPoints:
-    """One model's embedding of an episode (support, query, extra samples of the
-    split, then its prototypes), projected: ``xy`` (n, dim); per point the class
-    name, group (alphabet) or None, kind ("support", "query", "sample",
-    "prototype"), whether a query was misclassified, and its image (n, H, W[, 3]);
-    ``notes`` say what the projection clamped."""
-
-    xy: np.ndarray
-    names: list[str]
-    groups: list
-    kinds: np.ndarray
-    wrong: np.ndarray
-    images: np.ndarray
-    notes: list[str]
-
-    @property
-    def class_names(self) -> list[str]:
-        """The distinct class names in order of first appearance."""
-        return sorted(set(self.names), key=self.names.index)
-
-    @property
-    def y(self) -> np.ndarray:
-        """(n,) each point's index in :attr:`class_names`."""
-        order = self.class_names
-        return np.array([order.index(n) for n in self.names])
-
-
-@dataclass(frozen=True)
-class Embedded:
-    """One model's embedding of an episode before any projection: ``emb`` (n, d)
-    float, then per point what :class:`EmbeddingPoints` carries (names, groups,
-    kinds, wrong, images)."""
-
-    emb: np.ndarray
-    names: list[str]
-    groups: list
-    kinds: np.ndarray
-    wrong: np.ndarray
-    images: np.ndarray
-
-
-def embedded(model: state.SessionModel, episode: Episode, dataset, *, split: str,
-             n_samples: int, seed: int) -> Embedded:
-    """:class:`Embedded` of ``model`` adapted to ``episode`` (support, query,
-    ``n_samples`` images of ``split`` drawn with ``seed``, prototypes). Memoised apart
-    from the projection: changing only a projection setting reuses it (adapting and
-    embedding a thousand images is most of the page's time)."""
-    def compute():
-        emb, names, groups, kinds, wrong, images = _embed(model.learner, episode, dataset,
-                                                          split, n_samples, seed)
-        return Embedded(emb, names, groups, np.array(kinds), wrong, images)
-    return model.remember(("embedded", episode_key(episode), split, n_samples, seed), compute)
-
-
-def points(model: state.SessionModel, episode: Episode, dataset, *, split: str,
-           n_samples: int, method: str, dim: int, seed: int, **params) -> EmbeddingPoints:
-    """:class:`EmbeddingPoints` of ``model`` (adapted to ``episode``) with ``n_samples``
-    more images of ``split``, projected by ``method`` ("umap", "tsne", "pca") to ``dim``
-    dimensions (``params``: n_neighbors, perplexity). The embedding comes from
-    :func:`embedded`, so a new projection of the same points does not adapt or embed
-    again. NotImplementedError when the learner has no embedding; MetaRepError for a
-    projection parameter out of range."""
-    def compute():
-        from metarep_core.projection import project
-        e = embedded(model, episode, dataset, split=split, n_samples=n_samples, seed=seed)
-        xy, notes = project(e.emb, method=method, dim=dim, seed=seed, return_notes=True, **params)
-        return EmbeddingPoints(xy, e.names, e.groups, e.kinds, e.wrong, e.images, list(notes))
-    key = ("points", episode_key(episode), split, n_samples, seed, method, dim,
-           tuple(sorted(params.items())))
-    return model.remember(key, compute)
-
-
-def _embed(learner, episode: Episode, dataset, split: str, n_samples: int, seed: int):
-    """Embeddings (n, d) of support, query, extra samples, then prototypes; with the
-    per-point class name, group, kind, misclassified flag and image."""
-    from app.ui import image_array
-    adapted = adapt(learner, episode, record=False)
-    extra_x, extra_c = (dataset.samples(split, n_samples, seed=seed) if n_samples
-                        else (episode.query_x[:0], []))
-    x = torch.cat([episode.support_x, episode.query_x, extra_x])
-    with torch.no_grad():
-        try:
-            emb = adapted.embed(x)
-        except NotImplementedError:  # a learner whose adapted state has no embedding of its own
-            emb = learner.embed(x)
-        pred = adapted.predict(episode.query_x).argmax(1)
-    names = ([episode.class_names[i] for i in episode.support_y] +
-             [episode.class_names[i] for i in episode.query_y] +
-             [dataset.class_names[ci] for ci in extra_c])
-    groups_all = getattr(dataset, "groups", None)
-    ep_groups = episode.info.get("groups") or [None] * episode.n_way
-    groups = ([ep_groups[i] for i in episode.support_y] + [ep_groups[i] for i in episode.query_y] +
-              [groups_all[ci] if groups_all else None for ci in extra_c])
-    kinds = (["support"] * len(episode.support_y) + ["query"] * len(episode.query_y) +
-             ["sample"] * len(extra_c))
-    wrong = np.zeros(len(kinds), bool)
-    wrong[len(episode.support_y):len(episode.support_y) + len(episode.query_y)] = (
-        pred.cpu().numpy() != episode.query_y.numpy())
-    images = image_array(x)
-    emb = emb.detach().cpu().numpy()
-    if adapted.prototypes is not None:
-        protos = adapted.prototypes.detach().cpu().numpy()
-        emb = np.concatenate([emb, protos])
-        names += list(episode.class_names)
-        groups += list(ep_groups)
-        kinds += ["prototype"] * len(protos)
-        wrong = np.concatenate([wrong, np.zeros(len(protos), bool)])
-        images = np.concatenate([images, np.zeros((len(protos),) + images.shape[1:], images.dtype)])
-    return emb, names, groups, kinds, wrong, images
-
-
 def predictions(model: state.SessionModel, episode: Episode) -> tuple[np.ndarray, float]:
     """Query probabilities (n_query, n_way) of ``model`` adapted to ``episode``, and
     its query accuracy in percent."""
@@ -403,79 +288,6 @@ def model_for_episode(settings: state.Settings, dataset, dataset_id: str,
         if probs.shape == (len(episode.query_y), episode.n_way):
             return other
     return own
-
-
-def compare(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
-            episodes: int, on_progress: Callable[[str, float, int, int], object] | None = None
-            ) -> dict[str, dict]:
-    """Each model scored on the same ``episodes`` episodes (seeds ``settings.seed``...):
-    ``{name: {"scores": (episodes,), "summary": {metric, "ci95"}, "source": ...}}``.
-    ``on_progress(name, fraction of all, done, total)`` after each episode."""
-    regression = dataset_task(dataset) == "regression"
-    s, out = settings, {}
-    for j, (name, model) in enumerate(models.items()):
-        def tick(done, total, j=j, name=name):
-            if on_progress is not None:
-                on_progress(name, (j + done / total) / len(models), done, total)
-        started = time.perf_counter()
-        scores = episode_scores(model.learner.eval(), dataset, s.split, n_way=s.n_way,
-                                k_shot=s.k_shot, n_query=s.n_query, episodes=episodes,
-                                seed=s.seed, callback=tick)
-        queries = len(scores) * s.n_way * s.n_query
-        out[name] = {"scores": scores, "summary": summarize(scores, regression=regression),
-                     "source": model.source,
-                     "seconds_per_query": (time.perf_counter() - started) / max(queries, 1)}
-    return out
-
-
-YOU = "you"  # the student's row in a comparison (app/human.py's record)
-
-
-def with_human(results: dict, record, settings: state.Settings, dataset_id: str) -> dict:
-    """``results`` (of :func:`compare`) with the student's row :data:`YOU` added when the
-    session's :class:`~app.human.HumanRecord` is for the same episodes: its episode ``i``
-    is the comparison's episode ``i``; only the first ``len(scores)`` count (the
-    episodes the learners ran). ``results`` itself is not changed."""
-    s = settings
-    if (record is None or not record.episodes or not results
-            or not record.matches(dataset_id, s.split, s.n_way, s.k_shot, s.n_query, s.seed)):
-        return results
-    n = len(next(iter(results.values()))["scores"])
-    kept = record.episodes[:n]
-    scores = record.scores()[:n]
-    seconds = sum(e.seconds for e in kept) / sum(len(e.answers) for e in kept)
-    return {**results, YOU: {"scores": scores, "summary": summarize(scores, regression=False),
-                             "source": YOU, "seconds_per_query": seconds}}
-
-
-def best_learner(results: dict, regression: bool) -> str:
-    """The learner with the best mean (highest accuracy, lowest MSE); the student's own
-    row is never picked (a student may stop after one lucky episode)."""
-    metric = "mse" if regression else "accuracy"
-    names = [n for n in results if n != YOU]
-    pick = min if regression else max
-    return pick(names, key=lambda n: results[n]["summary"][metric])
-
-
-def paired_differences(results: dict, reference: str, regression: bool) -> list[dict]:
-    """Each other row of ``results`` against ``reference`` on their shared episodes (the
-    first ``min`` of the two counts): ``{"learner", "reference", "mean", "ci95", "low",
-    "high", "wins", "ties", "losses", "episodes"}``, accuracy differences in percentage
-    points (or MSE differences), "wins" counted for ``learner``."""
-    from metarep_core.evaluation import paired_difference
-    ref = np.asarray(results[reference]["scores"])
-    rows = []
-    for name, r in results.items():
-        if name == reference:
-            continue
-        mine = np.asarray(r["scores"])
-        n = min(len(mine), len(ref))
-        if n == 0:
-            continue
-        rows.append({"learner": name, "reference": reference,
-                     **paired_difference(mine[:n], ref[:n], higher_is_better=not regression,
-                                         scale=1.0 if regression else 100.0)})
-    return rows
 
 
 # ------------------------------------------------------------------ start-up

@@ -315,7 +315,7 @@ def test_every_message_pattern_has_a_template_in_both_languages():
 # ------------------------------------------------------- embedding: a click
 def embedding_points():
     """A small real EmbeddingPoints: 2 classes x (1 support, 2 queries), 1 sample, 2 prototypes."""
-    from app.services import EmbeddingPoints
+    from app.embedding_space import EmbeddingPoints
     rng = np.random.default_rng(0)
     kinds = np.array(["support", "support", "query", "query", "query", "query", "sample",
                       "prototype", "prototype"])

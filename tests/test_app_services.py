@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from app import pages, services, state
+from app import comparison, embedding_space, pages, services, state
 from metarep_core.data import load_dataset
 from metarep_core.data.sinusoid import Sinusoid
 from metarep_core.episodes import EpisodeSampler
@@ -94,7 +94,7 @@ def test_motion_follows_queries_and_prototypes_through_the_trace(glyphs):
 
 def test_embedding_points_are_projected_and_memoised(glyphs):
     model, episode = _model(glyphs), _episode(glyphs, n_query=2)
-    pts = services.points(model, episode, glyphs, split="test", n_samples=10, method="pca",
+    pts = embedding_space.points(model, episode, glyphs, split="test", n_samples=10, method="pca",
                           dim=2, seed=0)
     n = 5 + 10 + 10 + 5  # support, query, samples, prototypes
     assert pts.xy.shape == (n, 2) and len(pts.names) == len(pts.groups) == n
@@ -102,9 +102,9 @@ def test_embedding_points_are_projected_and_memoised(glyphs):
     assert pts.images.shape[0] == n and pts.wrong.shape == (n,)
     assert not pts.wrong[pts.kinds != "query"].any()
     assert [pts.class_names[i] for i in pts.y] == pts.names
-    assert services.points(model, episode, glyphs, split="test", n_samples=10, method="pca",
+    assert embedding_space.points(model, episode, glyphs, split="test", n_samples=10, method="pca",
                            dim=2, seed=0) is pts
-    in_3d = services.points(model, episode, glyphs, split="test", n_samples=10, method="pca",
+    in_3d = embedding_space.points(model, episode, glyphs, split="test", n_samples=10, method="pca",
                             dim=3, seed=0)
     assert in_3d.xy.shape == (n, 3)
 
@@ -125,18 +125,18 @@ def test_a_new_projection_reuses_the_embedding(glyphs):
     model.learner.adapt = counted("adapt")
     model.learner.embed = counted("embed")
     common = dict(split="test", n_samples=10, seed=0)
-    first = services.points(model, episode, glyphs, method="pca", dim=2, **common)
+    first = embedding_space.points(model, episode, glyphs, method="pca", dim=2, **common)
     assert calls["adapt"] == 1
     embeds = calls["embed"]
     for method, dim, params in [("pca", 3, {}), ("tsne", 2, {"perplexity": 5.0}),
                                 ("tsne", 2, {"perplexity": 8.0}), ("tsne", 3, {"perplexity": 5.0})]:
-        pts = services.points(model, episode, glyphs, method=method, dim=dim, **common, **params)
+        pts = embedding_space.points(model, episode, glyphs, method=method, dim=dim, **common, **params)
         assert pts.xy.shape == (len(first.names), dim) and pts.names == first.names
     assert calls == {"adapt": 1, "embed": embeds}
     np.testing.assert_array_equal(pts.images, first.images)
     # what the embedding itself depends on still makes a new one
-    services.points(model, episode, glyphs, method="pca", dim=2, split="test", n_samples=12, seed=0)
-    services.points(model, episode, glyphs, method="pca", dim=2, split="test", n_samples=10, seed=1)
+    embedding_space.points(model, episode, glyphs, method="pca", dim=2, split="test", n_samples=12, seed=0)
+    embedding_space.points(model, episode, glyphs, method="pca", dim=2, split="test", n_samples=10, seed=1)
     assert calls["adapt"] == 3
 
 
@@ -164,7 +164,7 @@ def test_compare_scores_each_model_on_the_same_episodes(glyphs):
     models = {"protonet": _model(glyphs), "anil": _model(glyphs, "anil", version=2)}
     settings = state.Settings(n_way=5, k_shot=1, n_query=2, seed=3)
     seen = []
-    results = services.compare(models, glyphs, settings, 3,
+    results = comparison.compare(models, glyphs, settings, 3,
                                on_progress=lambda name, fraction, done, total: seen.append(fraction))
     assert list(results) == ["protonet", "anil"]
     direct = episode_scores(models["anil"].learner, glyphs, "test", n_way=5, k_shot=1, n_query=2,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from app import exports, human, services, state
+from app import comparison, exports, human, services, state
 from app.figures import WRONG_COLOR
 from app_harness import charts, goto, new_app, problems, set_and_run, texts
 from metarep_core.data import load_dataset
@@ -93,36 +93,36 @@ def test_you_join_the_comparison_only_for_the_same_episodes():
     truth = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     record = _record([truth, truth[:5] + [0] * 5], [truth, truth])  # 100%, then 50%
     settings = state.Settings(dataset="glyphs", n_way=5, k_shot=1, n_query=2, seed=3)
-    shown = services.with_human(_results(), record, settings, "glyphs")
-    assert list(shown) == ["protonet", "maml", services.YOU]
-    you = shown[services.YOU]
+    shown = comparison.with_human(_results(), record, settings, "glyphs")
+    assert list(shown) == ["protonet", "maml", comparison.YOU]
+    you = shown[comparison.YOU]
     assert list(you["scores"]) == [1.0, 0.5] and you["summary"]["accuracy"] == pytest.approx(75.0)
     assert you["seconds_per_query"] == pytest.approx(0.2)
     for other in (dict(seed=4), dict(n_query=3), dict(split="val")):
-        assert services.YOU not in services.with_human(
+        assert comparison.YOU not in comparison.with_human(
             _results(), record, state.Settings(**{**vars(settings), **other}), "glyphs")
-    assert services.YOU not in services.with_human(_results(), record, settings, "upload:abc")
+    assert comparison.YOU not in comparison.with_human(_results(), record, settings, "upload:abc")
 
 
 def test_paired_differences_against_the_best_and_against_you():
     results = _results()
-    assert services.best_learner(results, regression=False) == "protonet"
-    (row,) = services.paired_differences(results, "protonet", regression=False)
+    assert comparison.best_learner(results, regression=False) == "protonet"
+    (row,) = comparison.paired_differences(results, "protonet", regression=False)
     # maml - protonet per episode: [-0.2, 0, -0.2, 0.2, -0.4] (the hand example, negated)
     assert row["learner"] == "maml" and row["mean"] == pytest.approx(-12.0)
     assert row["ci95"] == pytest.approx(28.31429, abs=1e-4)
     assert (row["wins"], row["ties"], row["losses"]) == (1, 1, 3)
-    results[services.YOU] = {"scores": np.array([1.0, 1.0]), "source": "you",
+    results[comparison.YOU] = {"scores": np.array([1.0, 1.0]), "source": "you",
                              "summary": {"accuracy": 100.0, "ci95": 0.0}}
-    assert services.best_learner(results, regression=False) == "protonet"  # never "you"
-    rows = {r["learner"]: r for r in services.paired_differences(results, "protonet", False)}
-    assert rows[services.YOU]["episodes"] == 2 and rows[services.YOU]["mean"] == pytest.approx(10.0)
+    assert comparison.best_learner(results, regression=False) == "protonet"  # never "you"
+    rows = {r["learner"]: r for r in comparison.paired_differences(results, "protonet", False)}
+    assert rows[comparison.YOU]["episodes"] == 2 and rows[comparison.YOU]["mean"] == pytest.approx(10.0)
     csv_lines = exports.paired_csv(list(rows.values())).strip().splitlines()
     assert csv_lines[0].startswith("learner,reference,mean,ci95") and len(csv_lines) == 3
     payload = json.loads(exports.comparison_json(results, 100.0, metric="accuracy", settings={},
                                                  dataset="glyphs", paired=list(rows.values())))
-    assert [p["learner"] for p in payload["paired"]] == ["maml", services.YOU]
-    assert exports.per_episode_table(results, 100.0)[services.YOU] == [100.0, 100.0, None, None, None]
+    assert [p["learner"] for p in payload["paired"]] == ["maml", comparison.YOU]
+    assert exports.per_episode_table(results, 100.0)[comparison.YOU] == [100.0, 100.0, None, None, None]
 
 
 # ------------------------------------------------------------------ the page (AppTest)

@@ -14,7 +14,7 @@ UNCLEAR_COLOR = "#888"
 def paired_difference_figure(rows: list[dict], names: dict[str, str] | None = None, *,
                              title: str = "", higher_is_better: bool = True,
                              labels: dict | None = None, lang: str | None = None) -> go.Figure:
-    """One horizontal point per row of ``app.services.paired_differences`` at its mean
+    """One horizontal point per row of ``app.comparison.paired_differences`` at its mean
     difference (learner - reference; accuracy in percentage points, or MSE with
     ``higher_is_better=False``), its 95% interval as an error bar, a dashed line at 0 (no
     difference). ``names`` maps a row's learner/reference to a short label; the wins /

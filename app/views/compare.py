@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from app import exports, human, services, ui
+from app import comparison, exports, human, services, ui
 from app.figures.adaptation import query_predictions
 from app.figures.compare import comparison_figure
 from app.figures import how_to_read
@@ -45,7 +45,7 @@ def run_button(ctx, chosen: list[str], n_episodes: int, run_key: tuple) -> None:
     def progress(name, fraction, done, total):
         bar.progress(fraction, text=t("compare.running_one", name=name, done=done, total=total))
     try:
-        results = services.compare(models_of(ctx, chosen), ctx.dataset, ctx.settings, n_episodes,
+        results = comparison.compare(models_of(ctx, chosen), ctx.dataset, ctx.settings, n_episodes,
                                    on_progress=progress)
     except MetaRepError as exc:
         show("error", exc)
@@ -56,12 +56,12 @@ def run_button(ctx, chosen: list[str], n_episodes: int, run_key: tuple) -> None:
 
 def row_label(name: str) -> str:
     """An algorithm's label, or "You" for the student's row."""
-    return t("compare.you") if name == services.YOU else services.algorithm_label(name)
+    return t("compare.you") if name == comparison.YOU else services.algorithm_label(name)
 
 
 def short_label(name: str) -> str:
     """The algorithm's title alone ("Prototypical Networks"), or "You": figure labels."""
-    if name == services.YOU:
+    if name == comparison.YOU:
         return t("compare.you")
     cls = get_learner_class(name)
     return cls.title or cls.name
@@ -77,9 +77,9 @@ def summary(results: dict, metric: str, n_episodes: int, chance) -> None:
              t("compare.col.seconds_per_query"): round(r.get("seconds_per_query", float("nan")), 4)}
             for n, r in results.items()]
     st.dataframe(rows, hide_index=True, key="compare_summary")
-    if services.YOU in results:
-        st.caption(t("compare.you_note", episodes=len(results[services.YOU]["scores"])))
-    bars = {(row_label(n) if n == services.YOU else n): r["summary"] for n, r in results.items()}
+    if comparison.YOU in results:
+        st.caption(t("compare.you_note", episodes=len(results[comparison.YOU]["scores"])))
+    bars = {(row_label(n) if n == comparison.YOU else n): r["summary"] for n, r in results.items()}
     st.plotly_chart(comparison_figure(bars, metric=metric,
                                       title=t("compare.figure_title", episodes=n_episodes),
                                       chance=chance,
@@ -93,13 +93,13 @@ def paired(results: dict, regression: bool) -> list[dict]:
     table and a figure; returns the rows (for the exports)."""
     st.subheader(t("compare.paired_title"))
     st.caption(t("compare.paired_help"))
-    best = services.best_learner(results, regression)
+    best = comparison.best_learner(results, regression)
     options = ["best"] + list(results)
     choice = st.selectbox(t("compare.pair_ref"), options, key="compare_pair_ref",
                           format_func=lambda n: (t("compare.pair_best", name=row_label(best))
                                                  if n == "best" else row_label(n)))
     reference = best if choice == "best" or choice not in results else choice
-    rows = services.paired_differences(results, reference, regression)
+    rows = comparison.paired_differences(results, reference, regression)
     if not rows:
         return rows
     unit = t("compare.paired_unit_mse") if regression else t("compare.paired_unit_points")
@@ -162,7 +162,7 @@ if result is None or result[0] != run_key:
     st.info(t("compare.press_run"))
     st.stop()
 results = result[1]
-shown = services.with_human(results, st.session_state.get(human.STATE_KEY), ctx.settings,
+shown = comparison.with_human(results, st.session_state.get(human.STATE_KEY), ctx.settings,
                             ctx.dataset_id)
 summary(shown, metric, n_episodes, chance=None if regression else 100.0 / ctx.settings.n_way)
 pairs = paired(shown, regression) if len(shown) > 1 else []

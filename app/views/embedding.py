@@ -1,12 +1,12 @@
 """Embedding space: a 2-D or 3-D projection (UMAP, t-SNE or PCA) of an episode's
 support and query embeddings plus more samples of the split's classes, with the
 prototypes in the same projection; before meta-training (a fresh init) beside
-after (the session's model). The points come from :func:`app.services.points`.
+after (the session's model). The points come from :func:`app.embedding_space.points`.
 Clicking a point (2-D) shows its image, class and kind under its chart
 (:func:`app.clicks.clicked_points` reads the chart's selection)."""
 import streamlit as st
 
-from app import clicks, services, ui
+from app import clicks, embedding_space, services, ui
 from app.figures import how_to_read
 from app.figures.embedding import embedding_figure
 from app.i18n import t
@@ -52,7 +52,7 @@ def points_or_stop(ctx, model, episode, choice: dict) -> dict:
                         + (" " + t("embedding.compiling") if waiting else "")):
             models = {"before": services.before_model(s, ctx.dataset, ctx.dataset_id),
                       "after": model}
-            return {which: services.points(m, episode, ctx.dataset, split=s.split,
+            return {which: embedding_space.points(m, episode, ctx.dataset, split=s.split,
                                            n_samples=choice["n_samples"], method=method,
                                            dim=choice["dim"], seed=s.seed, **choice["params"])
                     for which, m in models.items()}
