@@ -1,5 +1,5 @@
-"""Closing 30 sessions that were training (issue 12: "all jobs stopped within 10 s [past
-the grace period], memory back within 10%"). Not a test: prints one JSON object.
+"""Closing 30 sessions that were training (issue 12: "all jobs stopped within 10 s,
+memory back within 10%"; the 10 s count from the close, the grace period included). Not a test: prints one JSON object.
 
     .venv/bin/python benchmarks/session_jobs.py                 # 30 sessions, default grace
     .venv/bin/python benchmarks/session_jobs.py --sessions 10 --grace 10
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--open-budget-s", type=float, default=None,
                         help="stop opening sessions after this long and measure those opened")
     parser.add_argument("--grace", type=float, default=None,
-                        help="METAREP_JOB_GRACE_S for the server (default: the app's 30 s)")
+                        help="METAREP_JOB_GRACE_S for the server (default: the app's own, app/job_board.py)")
     args = parser.parse_args()
     env = {"STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(SESSION_TTL_S)}
     if args.grace is not None:
@@ -138,7 +138,8 @@ def main() -> None:
         "not_stopped": len(pending),
         "starting_all_s": round(start_s, 1), "grace_s": grace,
         "all_stopped_after_close_s": round(all_stopped_s, 1),
-        "past_grace_s": round(all_stopped_s - grace, 1), "goal_past_grace_s": 10,
+        "goal_all_stopped_after_close_s": 10,
+        "past_grace_s": round(all_stopped_s - grace, 1),
         "rss_before_mb": rss_before, "rss_training_mb": rss_training,
         "rss_at_last_stop_mb": rss_stopped, "rss_after_sessions_dropped_mb": rss_after,
         "rss_after_vs_before": round(rss_after / rss_before, 3), "goal_rss_ratio": 1.10,

@@ -97,3 +97,17 @@ def test_keep_training_is_the_runs_choice_across_pages(board):
     assert job.keep and at.checkbox(key="train_keep").value
     at.checkbox(key="train_keep").uncheck().run()  # and unticking applies to the run
     assert not job.keep
+
+
+def test_training_workers_run_below_the_page_runs_priority(board):
+    """Issue 13: two runs on two cores must not starve the page scripts of every other tab.
+    Each worker thread (and only it) is niced; the server's own threads are not."""
+    import os
+    import threading
+
+    from app.job_board import WORKER_NICE
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for worker in board.workers:
+        assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == min(19, own + WORKER_NICE), worker.name
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+    assert os.getpriority(os.PRIO_PROCESS, board._reaper.native_id) == own
