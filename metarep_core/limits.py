@@ -31,7 +31,7 @@ MAX_CONCURRENT_ARCHIVE_READS = 2        # uploads/folders read at once per proce
 # ----------------------------------------------------------------------------- run store
 # What one run (one browser session's lasting work) may keep in the store (metarep_core/store).
 # A checkpoint blob is bounded by CHECKPOINT_MAX_BYTES above.
-STORE_DATASET_MAX_BYTES = 64 * 2**20     # an uploaded zip or a drawing, as sent (Omniglot's background zip: 9 MB)
+STORE_DATASET_MAX_BYTES = 32 * 2**20     # an uploaded zip or a drawing, as sent (= server.maxUploadSize; Omniglot's background zip: 9 MB)
 STORE_RUN_MAX_BYTES = 200 * 2**20        # all blobs of one run together
 STORE_RUN_MAX_BLOBS = 32                 # checkpoints and datasets of one run (12 learners x a few datasets)
 STORE_RUN_MAX_ANSWERS = 5_000            # exercise answers of one run, every attempt counted
