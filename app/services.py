@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,10 +209,42 @@ def episode_key(episode: Episode) -> tuple:
     return (episode.task, tuple(episode.class_names), digest.hexdigest())
 
 
-def trace(model: state.SessionModel, episode: Episode) -> list:
-    """The adaptation trace (a list of ``TraceStep``) of ``model`` on ``episode``."""
-    return model.remember(("trace", episode_key(episode)),
-                          lambda: adapt(model.learner, episode, record=True).trace or [])
+def test_bn_modes(model: state.SessionModel) -> tuple[str, ...]:
+    """The batch-norm modes ``model``'s learner can adapt with at test time (its
+    ``test_bn`` choices: "transductive", "support"), or () when it has no such switch
+    (it uses running statistics from training, or the task is a regression)."""
+    learner = model.learner
+    if learner.task == "regression" or "test_bn" not in getattr(learner, "hp", {}):
+        return ()
+    spec = next(h for h in type(learner).all_hyperparams() if h.name == "test_bn")
+    return tuple(spec.choices)
+
+
+@contextmanager
+def _test_bn(learner, mode: str | None):
+    """``learner`` adapts with batch-norm mode ``mode`` inside the block (its own
+    setting when None). The learner is this session's own copy (:func:`session_model`),
+    so no other session sees the switch; the setting is restored on the way out."""
+    if mode is None or learner.hp.get("test_bn") == mode:
+        yield
+        return
+    spec = next(h for h in type(learner).all_hyperparams() if h.name == "test_bn")
+    before = learner.hp["test_bn"]
+    learner.hp["test_bn"] = spec.validate(mode)
+    try:
+        yield
+    finally:
+        learner.hp["test_bn"] = before
+
+
+def trace(model: state.SessionModel, episode: Episode, test_bn: str | None = None) -> list:
+    """The adaptation trace (a list of ``TraceStep``) of ``model`` on ``episode``;
+    ``test_bn`` picks the batch-norm mode of a learner that has one
+    (:func:`test_bn_modes`), None its own."""
+    def compute():
+        with _test_bn(model.learner, test_bn):
+            return adapt(model.learner, episode, record=True).trace or []
+    return model.remember(("trace", episode_key(episode), test_bn), compute)
 
 
 @dataclass(frozen=True)
@@ -225,12 +258,13 @@ class Motion:
     kinds: list[str]
 
 
-def motion(model: state.SessionModel, episode: Episode, seed: int = 0) -> Motion | None:
-    """:class:`Motion` along ``trace(model, episode)``; None when the trace has no
-    query embeddings (or their number changes between steps)."""
+def motion(model: state.SessionModel, episode: Episode, seed: int = 0,
+           test_bn: str | None = None) -> Motion | None:
+    """:class:`Motion` along ``trace(model, episode, test_bn)``; None when the trace has
+    no query embeddings (or their number changes between steps)."""
     def compute():
         rows = []
-        for step in trace(model, episode):
+        for step in trace(model, episode, test_bn):
             if step.query_emb is None:
                 return None
             parts = [step.query_emb] + ([step.prototypes] if step.prototypes is not None else [])
@@ -243,7 +277,7 @@ def motion(model: state.SessionModel, episode: Episode, seed: int = 0) -> Motion
         n_protos = points.shape[1] - n_query
         return Motion(points, np.concatenate([episode.query_y.numpy(), np.arange(n_protos)]),
                       ["query"] * n_query + ["prototype"] * n_protos)
-    return model.remember(("motion", episode_key(episode), seed), compute)
+    return model.remember(("motion", episode_key(episode), seed, test_bn), compute)
 
 
 def true_curve(dataset, episode: Episode) -> tuple[np.ndarray, np.ndarray]:

@@ -176,7 +176,22 @@ def test_adaptation_of_a_metric_learner_steps_through_shots(app):
     goto(app, "adapt")
     set_and_run(app, algorithm="protonet", k_shot=3)
     assert app.slider(key="adapt_step").max >= 2
+    assert not [r for r in app.radio if r.key == "adapt_test_bn"]  # running statistics, said
+    assert EN["adapt.bn_running"] in texts(app)
     set_and_run(app, k_shot=1)
+
+
+def test_the_batch_norm_switch_of_a_gradient_learner_changes_its_predictions(app):
+    """Issue 9: MAML-family learners switch between the query batch's statistics
+    (transductive, the default) and the support set's on the adaptation page."""
+    goto(app, "adapt")
+    set_and_run(app, dataset="glyphs", algorithm="anil", n_way=5, k_shot=1, n_query=3, seed=0)
+    switch = app.radio(key="adapt_test_bn")
+    assert switch.value == "transductive" and switch.options == ["query batch (transductive)", "support set"]
+    before = charts(app)["adapt_predictions"]
+    switch.set_value("support").run()
+    assert problems(app) == []
+    assert charts(app)["adapt_predictions"] != before
 
 
 def test_embedding_controls_change_the_projection(app):

@@ -181,3 +181,30 @@ def test_the_page_list_is_the_views_folder():
     assert pages.DEFAULT in pages.NAMES
     with pytest.raises(ValueError, match="episodes"):
         pages.script("nope")
+
+
+# ------------------------------------------------------------------ batch norm at test time
+def test_the_batch_norm_switch_changes_the_trace_and_leaves_the_learner_as_it_was(glyphs):
+    """Issue 9: the adaptation page switches MAML-family learners between the query
+    batch's statistics and the support set's. The switch must reach the learner (the
+    query predictions change), be memoised apart, and not stay on the learner."""
+    model = _model(glyphs, "maml")
+    episode = _episode(glyphs, n_query=3)
+    assert services.test_bn_modes(model) == ("transductive", "support")
+    own = services.trace(model, episode)
+    transductive = services.trace(model, episode, "transductive")
+    support = services.trace(model, episode, "support")
+    assert model.learner.hp["test_bn"] == "transductive"
+    np.testing.assert_allclose(own[-1].query_probs, transductive[-1].query_probs, atol=1e-6)
+    assert np.abs(np.asarray(support[0].query_probs) - np.asarray(transductive[0].query_probs)).max() > 1e-3
+    assert services.trace(model, episode, "support") is support  # memoised under its mode
+    with pytest.raises(Exception, match="test_bn must be one of"):
+        services.trace(model, episode, "running")
+
+
+def test_learners_without_the_switch_say_they_use_running_statistics(glyphs):
+    assert services.test_bn_modes(_model(glyphs, "protonet")) == ()
+    assert services.test_bn_modes(_model(glyphs, "versa")) == ()
+    sinusoid = load_dataset("sinusoid")
+    learner = services.fresh_learner("maml", sinusoid.input_shape, 1, sinusoid.task)
+    assert services.test_bn_modes(state.SessionModel(learner, "fresh", {}, 1)) == ()

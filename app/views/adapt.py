@@ -78,10 +78,25 @@ def regression_inputs(ctx, episode) -> dict:
             "true_curve": services.true_curve(ctx.dataset, episode)}
 
 
-def trace_or_stop(model, episode) -> list:
+def batch_norm_choice(model) -> str | None:
+    """The batch-norm switch of a gradient-based learner (MAML, Reptile, iMAML, ANIL:
+    the query batch's statistics, as their reference code, or the support set's), or
+    for any other learner a line saying it uses running statistics. The mode chosen
+    (None: the learner has no switch)."""
+    modes = services.test_bn_modes(model)
+    if not modes:
+        if model.learner.task != "regression":
+            st.caption(t("adapt.bn_running"))
+        return None
+    return st.radio(t("adapt.bn"), modes, key="adapt_test_bn", horizontal=True,
+                    index=modes.index(model.learner.hp["test_bn"]),
+                    format_func=lambda m: t(f"adapt.bn.{m}"), help=t("adapt.bn_help"))
+
+
+def trace_or_stop(model, episode, test_bn: str | None = None) -> list:
     try:
         with st.spinner(t("adapt.adapting")):
-            trace = services.trace(model, episode)
+            trace = services.trace(model, episode, test_bn)
     except MetaRepError as exc:
         show("error", user_message(exc))
         st.stop()
@@ -106,7 +121,8 @@ def metrics_row(trace: list, i: int) -> None:
                    delta_color="inverse" if name.endswith("loss") else "normal")
 
 
-def classification_view(model, episode, step, i: int, seed: int, first_step: int) -> None:
+def classification_view(model, episode, step, i: int, seed: int, first_step: int,
+                        test_bn: str | None = None) -> None:
     """The queries' predicted probabilities, beside the queries' (and prototypes')
     motion in embedding space up to step ``i`` (an index into the trace, whose first
     step is numbered ``first_step``), the queries misclassified at this step ringed."""
@@ -114,7 +130,7 @@ def classification_view(model, episode, step, i: int, seed: int, first_step: int
     ui.chart(query_predictions(ui.image_array(episode.query_x), episode.query_y.numpy(),
                                step.query_probs, episode.class_names,
                                title=t("adapt.predictions")), key="adapt_predictions", container=a)
-    motion = services.motion(model, episode, seed)
+    motion = services.motion(model, episode, seed, test_bn)
     if motion is not None:
         ui.chart(embedding_motion(motion.points, motion.y, upto=i, kinds=motion.kinds,
                                   class_names=episode.class_names,
@@ -177,7 +193,7 @@ def step_slider(steps: list[int]) -> int:
 
 
 def step_view(model, episode, trace: list, playing: bool, seed: int, before_trace=None,
-              true_curve=None) -> None:
+              true_curve=None, test_bn: str | None = None) -> None:
     """One step of the trace (a fragment: while playing it advances itself)."""
     ss = st.session_state
     steps = [int(s.step) for s in trace]
@@ -202,7 +218,7 @@ def step_view(model, episode, trace: list, playing: bool, seed: int, before_trac
         regression_view({t("adapt.meta_learned"): trace, t("adapt.fresh_start"): before_trace},
                         episode, true_curve, i)
     else:
-        classification_view(model, episode, trace[i], i, seed, first)
+        classification_view(model, episode, trace[i], i, seed, first, test_bn)
     extras_view(trace[i], n_query=len(episode.query_y))
 
 
@@ -211,8 +227,10 @@ model = ui.model_or_stop(ctx)
 sample_col, play_col, _ = st.columns([2, 1, 5])
 sample_col.button(t("adapt.sample"), key="adapt_sample", on_click=state.next_seed)
 episode = ui.episode_or_stop(ctx)
-trace = trace_or_stop(model, episode)
+test_bn = batch_norm_choice(model)
+trace = trace_or_stop(model, episode, test_bn)
 playing = play_button(play_col, [int(s.step) for s in trace])
 support_view(episode)
 st.fragment(step_view, run_every=0.8 if playing else None)(
-    model, episode, trace, playing, ctx.settings.seed, **regression_inputs(ctx, episode))
+    model, episode, trace, playing, ctx.settings.seed, test_bn=test_bn,
+    **regression_inputs(ctx, episode))
