@@ -10,7 +10,7 @@ says whether it advances on its own."""
 import numpy as np
 import streamlit as st
 
-from app import services, state, ui
+from app import persistence, services, state, ui
 from app.figures import how_to_read
 from app.figures.adaptation import embedding_motion, query_predictions, trace_extras
 from app.figures.curves import trace_curves
@@ -194,6 +194,8 @@ def step_view(model, episode, trace: list, playing: bool, seed: int, before_trac
         value = first
         st.info(t("adapt.single_step"))
     i = steps.index(shown_step(value, steps))
+    if not playing:  # kept where the student stopped, not at every frame of a play
+        persistence.keep_page("adapt", adapt_step=steps[i])
     st.markdown(f"**{t('adapt.step')} {steps[i]}/{last}** — "
                 + plain(step_label(trace[i].label)))
     metrics_row(trace, i)
@@ -212,6 +214,7 @@ sample_col, play_col, _ = st.columns([2, 1, 5])
 sample_col.button(t("adapt.sample"), key="adapt_sample", on_click=state.next_seed)
 episode = ui.episode_or_stop(ctx)
 trace = trace_or_stop(model, episode)
+persistence.restore_page("adapt", adapt_step=lambda v: type(v) is int)  # fitted to this trace below
 playing = play_button(play_col, [int(s.step) for s in trace])
 support_view(episode)
 st.fragment(step_view, run_every=0.8 if playing else None)(
