@@ -255,6 +255,8 @@ def stored_model(key: tuple, task: str) -> state.SessionModel | None:
     got = _call("get_checkpoint", run, slot(key), algorithm=algorithm, n_way=n_way,
                 input_shape=shape, task=task)
     if got is None:
+        if st.session_state.get(NOTE):  # said where the model was asked for, this run
+            _show_note(st.session_state.pop(NOTE))
         return None
     learner, meta = got
     source = meta.get("source") if meta.get("source") in ("trained", "uploaded") else "trained"
@@ -282,7 +284,6 @@ def notice() -> None:
     """In the sidebar: the store's failure (once, for the session) or a refused value,
     else where the work is kept."""
     from app.i18n import t
-    from app.messages import user_message
     from app.safe_text import plain
     ss = st.session_state
     if ss.get(ERROR):
@@ -292,6 +293,13 @@ def notice() -> None:
         st.warning(t("run.not_found"))
         ss.pop(NOTE, None)
     elif ss.get(NOTE):
-        st.warning(t("run.note", error=plain(user_message(ss.pop(NOTE)))))
+        _show_note(ss.pop(NOTE))
     if ss.get(TOKEN):
         st.caption(t("run.saved"))
+
+
+def _show_note(text: str) -> None:
+    from app.i18n import t
+    from app.messages import user_message
+    from app.safe_text import plain
+    st.warning(t("run.note", error=plain(user_message(text))))
