@@ -45,6 +45,7 @@ FIRST = "_run_pages_first"    # {page: values} as the page first showed them
 SAVED_SETTINGS = "_run_settings_saved"
 PENDING = "_run_checkpoints"  # checkpoint slots of a restored run not yet loaded
 UPLOAD_SLOT = "upload"
+RESERVED_META = ("format", "format_version", "algorithm", "config")  # checkpoint_to_bytes writes them
 UNAVAILABLE = (SQLAlchemyError, OSError)  # the database, not the value, is the problem
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,8 @@ def slot(key: tuple) -> str:
 def keep_checkpoint(key: tuple, model: state.SessionModel) -> None:
     """Keep ``model`` (trained or uploaded) as the run's checkpoint for ``key``."""
     from metarep_core.checkpoints import checkpoint_to_bytes
-    meta = {k: v for k, v in model.meta.items() if isinstance(v, (str, int, float, bool))}
+    meta = {k: v for k, v in model.meta.items()  # an uploaded file's own header included
+            if isinstance(v, (str, int, float, bool)) and k not in RESERVED_META}
     run = token(create=True)
     if run:
         data = checkpoint_to_bytes(model.learner, **{**meta, "dataset": key[1], "source": model.source})
