@@ -16,6 +16,9 @@ page is served at the root:
 
 Settings live in the URL: ?lang=en|zh&dataset=glyphs&algorithm=protonet&n_way=5&k_shot=1
 &n_query=5&seed=0&split=test (read once when a session starts, written back on every run).
+Once the session has kept something, ?run=<token> names its run in the run store
+(app/persistence.py): a reload or the link in another browser restores the settings, the
+pages' state, the trained models, the upload and the answers.
 
 Stable widget keys for browser tests (in the browser, a widget with key K carries the CSS
 class "st-key-K", e.g. `.st-key-train_start button`):
