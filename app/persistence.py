@@ -145,8 +145,7 @@ def restore() -> None:
         return
     run = _call("load_run", wanted)
     if run is None:
-        if available():  # the store works; the link names no run it has
-            ss[NOTE] = ss.get(NOTE) or f"there is no run {wanted[:40]!r} in the run store"
+        if available():  # the store works; the link names no run it has (said in notice())
             ss["_run_not_found"] = True
         del st.query_params[RUN_PARAM]
         return

@@ -130,3 +130,25 @@ def test_a_link_to_an_unknown_run_says_so_and_starts_afresh():
     at = new_app(run="A" * 32)
     assert EN["run.not_found"] in [w.value for w in at.warning]
     assert "run" not in at.query_params and problems(at) == []
+
+
+def test_a_database_that_goes_away_mid_session_is_said_once(monkeypatch):
+    """A real PostgreSQL server, stopped while a session uses it: the next write fails,
+    the sidebar says so once, and the pages keep working without the store."""
+    try:
+        from pg_harness import PostgresServer
+    except ImportError:
+        from tests.pg_harness import PostgresServer
+    server = PostgresServer().start()
+    try:
+        monkeypatch.setenv("METAREP_DB_URL", server.create_database("app_gone"))
+        at = new_app(seed=5)
+        assert at.query_params["run"] and EN["run.saved"] in texts(at)
+    finally:
+        server.stop()
+    set_and_run(at, seed=6)  # a change to keep, and nowhere to keep it
+    for page in ("adapt", "compare"):
+        goto(at, page)
+        said = [w.value for w in at.warning if w.value.startswith(EN["run.store_unavailable"][:25])]
+        assert len(said) == 1 and problems(at) == [] and not at.error, (page, said)
+    assert at.session_state["seed"] == 6
