@@ -104,6 +104,7 @@ def token(create: bool = False) -> str | None:
         if made:
             ss[TOKEN] = made
             _flush()
+            write_url()  # now: a page (or fragment) run made it after main.py wrote the URL
     return ss.get(TOKEN)
 
 
@@ -112,6 +113,7 @@ def use_run(run_token: str) -> None:
     ``RunStore.join_class``): what is kept next goes there."""
     st.session_state[TOKEN] = run_token
     _flush()
+    write_url()
 
 
 def _flush() -> None:

@@ -51,11 +51,15 @@ def test_settings_and_page_states_come_back_from_the_link():
     assert problems(again) == []
 
 
-def test_a_session_that_only_looks_makes_no_run():
+def test_a_session_that_only_looks_makes_no_run_and_its_first_change_does():
     at = new_app()
     for page in ("adapt", "compare"):
         goto(at, page)
     assert "run" not in at.query_params and EN["run.saved"] not in texts(at)
+    # made while the page runs (after main.py wrote the URL): in the URL at once, for a reload
+    at.select_slider(key="compare_episodes").set_value(10).run()
+    run = at.query_params["run"]
+    assert RunStore().load_run(run).page_state["compare"]["compare_episodes"] == 10
 
 
 def test_a_trained_model_and_an_answer_come_back_after_a_reload():
