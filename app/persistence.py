@@ -275,8 +275,9 @@ def keep_upload(name: str, data: bytes) -> None:
 
 
 def record_answer(answer) -> None:
-    """Keep one exercise answer (an :class:`app.exercises.Answer`) in the session's run: the answer as the student gave it
-    (the text a teacher's distribution counts), and whether it was right."""
+    """Keep one exercise answer (an :class:`app.exercises.Answer`) in the session's run:
+    the answer as the student gave it (the text a teacher's distribution counts) and
+    whether it was right. Called by ``lesson_state.record``, the one way answers are kept."""
     run = token(create=True)
     if run:
         _call("record_answer", run, answer.lesson, answer.step, answer.answer, correct=answer.correct)
