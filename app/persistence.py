@@ -57,7 +57,9 @@ def _open(url: str) -> RunStore:
     return RunStore(url)
 
 
-def _store() -> RunStore | None:
+def store() -> RunStore | None:
+    """The server's run store, or None when it failed for this session (said once in
+    the sidebar). Other app modules (the teacher's page) use it through here too."""
     ss = st.session_state
     if ss.get(OFF):
         return None
@@ -79,11 +81,11 @@ def _fail(exc: Exception) -> None:
 def _call(method: str, *args, **kwargs):
     """``store.<method>(*args)``; None when the store is off or fails. A refusal of the
     value (a limit) is kept as a note and leaves the store on."""
-    store = _store()
-    if store is None:
+    opened = store()
+    if opened is None:
         return None
     try:
-        return getattr(store, method)(*args, **kwargs)
+        return getattr(opened, method)(*args, **kwargs)
     except MetaRepError as exc:
         st.session_state[NOTE] = str(exc)
         return None
