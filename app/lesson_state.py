@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 
 import streamlit as st
 
-from app import exercises, pages, state
+from app import exercises, pages, persistence, state
 from app.i18n import t
 from app.lessons import Lesson, load_lessons
 
@@ -159,7 +159,10 @@ def answers() -> list[exercises.Answer]:
 
 
 def record(answer: exercises.Answer) -> None:
+    """The one way an exercise answer is kept: in the session, and in its run
+    (:func:`app.persistence.record_answer`; a student's run when the session joined a class)."""
     answers().append(answer)
+    persistence.record_answer(answer)
 
 
 def last_answer(lesson_id: str, step: int) -> exercises.Answer | None:

@@ -16,6 +16,9 @@ page is served at the root:
 
 Settings live in the URL: ?lang=en|zh&dataset=glyphs&algorithm=protonet&n_way=5&k_shot=1
 &n_query=5&seed=0&split=test (read once when a session starts, written back on every run).
+Once the session has kept something, ?run=<token> names its run in the run store
+(app/persistence.py): a reload or the link in another browser restores the settings, the
+pages' state, the trained models, the upload and the answers.
 
 Stable widget keys for browser tests (in the browser, a widget with key K carries the CSS
 class "st-key-K", e.g. `.st-key-train_start button`):
@@ -63,7 +66,7 @@ import torch  # noqa: E402
 # spin against each other (and against other users).
 torch.set_num_threads(int(os.environ.get("METAREP_TORCH_THREADS", "1")))
 
-from app import lesson_state, memory, pages, services, sidebar, state  # noqa: E402
+from app import lesson_state, memory, pages, persistence, services, sidebar, state  # noqa: E402
 from app.i18n import t  # noqa: E402
 
 # The icon is a file served by this server: as ":material/psychology:" the browser would
@@ -72,11 +75,16 @@ st.set_page_config(page_title="MetaRep Explorer", page_icon=str(ROOT / "app" / "
                    layout="wide")
 memory.start_trimmer()  # once per process: a dropped session's memory goes back to the system
 state.init_from_url()
+persistence.restore()  # ?run=: the stored settings, pages, upload, answers (the URL's settings win)
 lesson_state.init_from_url()  # ?lesson=&step=&hide=: a step's settings reach the sidebar first
 services.warm_up_projection()
 
 services.adopt_finished_job()  # before the sidebar and page read the session's model
 st.session_state["_ctx"] = sidebar.render()
+persistence.keep_settings(state.current())
+persistence.write_url()
+with st.sidebar:
+    persistence.notice()
 lesson_state.write_url()
 lesson_state.hide_controls()
 navigation = st.navigation([

@@ -20,7 +20,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import state
+from app import persistence, state
 from app.i18n import t
 from app.jobs import TrainingJob, adopt_result
 from metarep_core.episodes import Episode, EpisodeSampler
@@ -119,6 +119,10 @@ def session_model(settings: state.Settings, dataset, dataset_id: str) -> state.S
     task = dataset_task(dataset)
     key = state.model_key(settings.algorithm, dataset_id, settings.n_way, dataset.input_shape)
     models = state.session_models()
+    if key not in models:  # a reloaded run's own model first (validated by the store)
+        stored = persistence.stored_model(key, task)
+        if stored is not None:
+            models[key] = stored
     if key not in models:
         learner, source, meta = None, "fresh", {}
         names = [settings.dataset] + (["glyphs"] if settings.dataset == state.UPLOAD else [])
@@ -173,6 +177,9 @@ def adopt_finished_job() -> None:
     job = st.session_state.get("job")
     if job is not None and not job.active and not job.collected:
         adopt_result(job)
+        model = state.session_models().get(job.model_key)
+        if model is not None and model.learner is job.learner:  # adopted: kept in the run
+            persistence.keep_checkpoint(job.model_key, model)
 
 
 def start_training(model: state.SessionModel, settings: state.Settings, dataset,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app import services, state, uploads
+from app import persistence, services, state, uploads
 from app.i18n import LANGUAGES, t
 from app.jobs import TrainingJob, session_job
 from app.safe_text import plain, show
@@ -54,6 +54,7 @@ def _upload_box() -> None:
         st.session_state["_upload_error"] = str(exc)
     else:
         st.session_state.pop("_upload_error", None)
+        persistence.keep_upload(file.name, data)  # a reload or the run's link reads it again
         # A new set of classes is most often a test set for a trained model: use all of
         # its classes (the split box is drawn after this, so it may still be changed).
         st.session_state["split"] = "all"

@@ -61,3 +61,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_run_store(tmp_path_factory):
+    """The app's run store in a temporary SQLite file for the whole test session (also
+    inherited by the Streamlit servers the browser tests start), never the user's own
+    ``~/.cache/metarep_explorer/runs.sqlite3``. A URL set from outside (PostgreSQL in CI)
+    is kept."""
+    import os
+
+    if os.environ.get("METAREP_DB_URL"):
+        yield os.environ["METAREP_DB_URL"]
+        return
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'runs.sqlite3'}"
+    os.environ["METAREP_DB_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("METAREP_DB_URL", None)

@@ -10,7 +10,7 @@ says whether it advances on its own."""
 import numpy as np
 import streamlit as st
 
-from app import services, state, ui
+from app import persistence, services, state, ui
 from app.figures import how_to_read
 from app.figures.adaptation import embedding_motion, query_predictions, trace_extras
 from app.figures.curves import trace_curves
@@ -210,6 +210,8 @@ def step_view(model, episode, trace: list, playing: bool, seed: int, before_trac
         value = first
         st.info(t("adapt.single_step"))
     i = steps.index(shown_step(value, steps))
+    if not playing:  # kept where the student stopped, not at every frame of a play
+        persistence.keep_page("adapt", adapt_step=steps[i])
     st.markdown(f"**{t('adapt.step')} {steps[i]}/{last}** — "
                 + plain(step_label(trace[i].label)))
     metrics_row(trace, i)
@@ -227,7 +229,11 @@ model = ui.model_or_stop(ctx)
 sample_col, play_col, _ = st.columns([2, 1, 5])
 sample_col.button(t("adapt.sample"), key="adapt_sample", on_click=state.next_seed)
 episode = ui.episode_or_stop(ctx)
+persistence.restore_page("adapt", adapt_step=lambda v: type(v) is int,  # fitted to the trace below
+                         adapt_test_bn=lambda v: v in services.test_bn_modes(model))
 test_bn = batch_norm_choice(model)
+if test_bn is not None:
+    persistence.keep_page("adapt", adapt_test_bn=test_bn)
 trace = trace_or_stop(model, episode, test_bn)
 playing = play_button(play_col, [int(s.step) for s in trace])
 support_view(episode)

@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from app import comparison, exports, human, services, ui
+from app import comparison, exports, human, persistence, services, ui
 from app.figures.adaptation import query_predictions
 from app.figures.compare import comparison_figure
 from app.figures import how_to_read
@@ -16,16 +16,22 @@ from app.safe_text import show
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
+EPISODES = [10, 20, 50, 100, 200, 600]
+
 
 def choices(ctx) -> tuple[list[str], int]:
     """The algorithms to compare (the sidebar's first) and the number of episodes."""
     s = ctx.settings
     options = services.algorithms_for(ctx.task)
     default = [s.algorithm] + [a for a in options if a != s.algorithm][:1]
+    persistence.restore_page("compare", compare_episodes=lambda v: v in EPISODES,
+                             compare_algorithms=lambda v: isinstance(v, list) and 0 < len(v)
+                             and set(v) <= set(options))
     chosen = st.multiselect(t("compare.algorithms"), options, default=default,
                             key="compare_algorithms", format_func=services.label_func(None))
-    n_episodes = st.select_slider(t("compare.episodes"), [10, 20, 50, 100, 200, 600], value=20,
+    n_episodes = st.select_slider(t("compare.episodes"), EPISODES, value=20,
                                   key="compare_episodes", help=t("compare.episodes_help"))
+    persistence.keep_page("compare", compare_algorithms=list(chosen), compare_episodes=n_episodes)
     return chosen, n_episodes
 
 

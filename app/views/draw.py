@@ -8,7 +8,7 @@ import dataclasses
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from app import services, ui, uploads
+from app import persistence, services, ui, uploads
 from app.figures.adaptation import query_predictions
 from app.figures.episodes import episode_grid
 from app.i18n import t
@@ -71,6 +71,7 @@ def use_as_dataset(data: bytes, n_way: int, k_shot: int, n_query: int) -> None:
         ss["draw_use_error"] = str(exc)
         return
     ss.pop("draw_use_error", None)
+    persistence.keep_upload(ZIP_NAME, data)  # the drawn set outlives a reload, as an upload does
     ss.update(dataset="upload", split="all", n_way=n_way, k_shot=k_shot, n_query=n_query)
     ss["draw_used"] = True
 

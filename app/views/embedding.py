@@ -6,7 +6,7 @@ Clicking a point (2-D) shows its image, class and kind under its chart
 (:func:`app.clicks.clicked_points` reads the chart's selection)."""
 import streamlit as st
 
-from app import clicks, embedding_space, services, ui
+from app import clicks, embedding_space, persistence, services, ui
 from app.figures import how_to_read
 from app.figures.embedding import embedding_figure
 from app.i18n import t
@@ -14,12 +14,21 @@ from app.safe_text import plain, show
 from app.messages import user_message
 from metarep_core.errors import MetaRepError
 
+METHODS = ("umap", "tsne", "pca")
+
 
 def projection_controls(episode, dataset) -> dict:
     """The method, dimension, extra samples, method parameter and colouring chosen:
     ``{"method", "dim", "n_samples", "params", "color_by"}``."""
+    groups_known = bool(episode.info.get("groups")) and getattr(dataset, "groups", None)
+    persistence.restore_page(
+        "embedding", emb_method=lambda v: v in METHODS, emb_dim=lambda v: v in (2, 3),
+        emb_samples=lambda v: type(v) is int and 0 <= v <= 1000 and v % 50 == 0,
+        emb_neighbors=lambda v: type(v) is int and 2 <= v <= 200,
+        emb_perplexity=lambda v: type(v) is int and 1 <= v <= 100,
+        emb_color=lambda v: v == "class" or (v == "group" and bool(groups_known)))
     c = st.columns(4)
-    method = c[0].radio(t("embedding.method"), ["umap", "tsne", "pca"], key="emb_method",
+    method = c[0].radio(t("embedding.method"), list(METHODS), key="emb_method",
                         format_func=services.label_func("embedding.method."), horizontal=True)
     dim = c[1].radio(t("embedding.dim"), [2, 3], key="emb_dim", horizontal=True,
                      format_func=lambda d: f"{d}-D")
@@ -33,10 +42,12 @@ def projection_controls(episode, dataset) -> dict:
         params["perplexity"] = float(c[3].slider(t("embedding.perplexity"), 1, 100, 30,
                                                  key="emb_perplexity",
                                                  help=t("embedding.perplexity_help")))
-    groups_known = bool(episode.info.get("groups")) and getattr(dataset, "groups", None)
     color_by = st.radio(t("embedding.color_by"), ["class", "group"] if groups_known else ["class"],
                         key="emb_color", horizontal=True,
                         format_func=services.label_func("embedding.color."))
+    persistence.keep_page("embedding", emb_method=method, emb_dim=dim, emb_samples=n_samples,
+                          emb_color=color_by, **{("emb_neighbors" if k == "n_neighbors" else
+                                                  "emb_perplexity"): int(v) for k, v in params.items()})
     return {"method": method, "dim": dim, "n_samples": n_samples, "params": params,
             "color_by": color_by}
 

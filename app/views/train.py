@@ -3,7 +3,7 @@ curves, download the result as a checkpoint or upload one back. A finished job
 becomes the session's model in main.py (``services.adopt_finished_job``)."""
 import streamlit as st
 
-from app import services, ui, uploads, widgets
+from app import persistence, services, state, ui, uploads, widgets
 from app.figures.curves import training_curves
 from app.i18n import t
 from app.jobs import GRACE_S, TrainingJob, job_board, session_job
@@ -111,7 +111,10 @@ def checkpoint_upload(ctx) -> None:
     if file is not None and ss.get("_ckpt_seen") != (file.name, file.size):
         ss["_ckpt_seen"] = (file.name, file.size)
         try:
-            uploads.accept_checkpoint_upload(file.getvalue(), file.name, ctx)
+            model = uploads.accept_checkpoint_upload(file.getvalue(), file.name, ctx)
+            s = ctx.settings
+            persistence.keep_checkpoint(state.model_key(s.algorithm, ctx.dataset_id, s.n_way,
+                                                        ctx.dataset.input_shape), model)
             ss["_ckpt_msg"] = ("success", t("train.upload_ok", name=file.name))
         except MetaRepError as exc:
             ss["_ckpt_msg"] = ("error", str(exc))
