@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 
 import streamlit as st
 
-from app import exercises, pages, state
+from app import classroom, exercises, pages, state
 from app.i18n import t
 from app.lessons import Lesson, load_lessons
 
@@ -160,6 +160,7 @@ def answers() -> list[exercises.Answer]:
 
 def record(answer: exercises.Answer) -> None:
     answers().append(answer)
+    classroom.record_lesson_answer(answer)  # to the student's class, when this session joined one
 
 
 def last_answer(lesson_id: str, step: int) -> exercises.Answer | None:
