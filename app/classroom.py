@@ -165,17 +165,20 @@ def answer_text(ex, label: str, lang: str) -> str:
     return str(label)
 
 
-def distribution_table(ex, summary, lang: str) -> list[dict]:
+def table(rows: list[dict], index: str) -> None:
+    """``rows`` as a plain table indexed by column ``index``: ``st.table`` draws text in
+    the page (it grows with projector mode's type, unlike a data grid's canvas) and
+    reads its cells as markdown, so every text cell must come through :func:`plain`."""
+    import pandas as pd
+    st.table(pd.DataFrame(rows).set_index(index))
+
+
+def distribution_rows(ex, summary, lang: str) -> list[dict]:
     """The rows of a distribution: each answer, how many students gave it, their share."""
-    return [{t("class.col.answer", lang): answer_text(ex, label, lang),
+    return [{t("class.col.answer", lang): plain(answer_text(ex, label, lang)),
              t("class.col.students", lang): count,
-             t("class.col.share", lang): count / summary.answered}
+             t("class.col.share", lang): f"{count / summary.answered:.0%}"}
             for label, count in summary.distribution]
-
-
-def share_column(lang: str) -> dict:
-    return {t("class.col.share", lang): st.column_config.ProgressColumn(
-        t("class.col.share", lang), format="percent", min_value=0.0, max_value=1.0)}
 
 
 def revealed_view(lesson_id: str, n: int, ex, lang: str) -> None:
@@ -193,5 +196,4 @@ def revealed_view(lesson_id: str, n: int, ex, lang: str) -> None:
     st.caption(t("class.answered", answered=summary.answered, students=summary.students,
                  correct=summary.correct))
     if summary.answered:
-        st.dataframe(distribution_table(ex, summary, lang), hide_index=True,
-                     column_config=share_column(lang), key=f"class_revealed_{lesson_id}_{n}")
+        table(distribution_rows(ex, summary, lang), t("class.col.answer", lang))

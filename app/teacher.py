@@ -23,7 +23,7 @@ from app import classroom, projector
 from app.i18n import t
 from app.lesson_state import all_lessons
 from app.messages import user_message
-from app.safe_text import show
+from app.safe_text import plain, show
 from metarep_core.errors import MetaRepError
 from metarep_core.store.classes import KEY_MAX_CHARS
 
@@ -104,14 +104,13 @@ def exercise_view(lesson, n: int, ex, summary, last: dict, lang: str) -> None:
         timing.metric(t("teacher.median_seconds"),
                       "—" if summary.median_seconds is None else f"{summary.median_seconds:.0f} s")
         if summary.answered:
-            st.dataframe(classroom.distribution_table(ex, summary, lang), hide_index=True,
-                         column_config=classroom.share_column(lang), key=f"teacher_dist_{lesson.id}_{n}")
+            classroom.table(classroom.distribution_rows(ex, summary, lang), t("class.col.answer", lang))
             with st.expander(t("teacher.each_student")):
-                st.dataframe([{t("class.col.student"): name, t("class.col.answer"):
-                               classroom.answer_text(ex, a.answer, lang),
-                               t("class.col.correct"): "—" if a.correct is None else "✓" if a.correct else "✗",
-                               t("class.col.attempts"): a.attempt}
-                              for name, a in sorted(last.items())], hide_index=True)
+                classroom.table([{t("class.col.student"): plain(name), t("class.col.answer"):
+                                  plain(classroom.answer_text(ex, a.answer, lang)),
+                                  t("class.col.correct"): "—" if a.correct is None else "✓" if a.correct else "✗",
+                                  t("class.col.attempts"): a.attempt}
+                                 for name, a in sorted(last.items())], t("class.col.student"))
         else:
             st.caption(t("teacher.nobody_yet"))
         key = f"teacher_reveal_{lesson.id}_{n}"
@@ -141,13 +140,13 @@ def human_view(rounds: list) -> None:
     def mean(values):
         values = [v for v in values if isinstance(v, (int, float))]
         return round(statistics.fmean(values), 1) if values else None
-    rows = [{t("class.col.student"): name, t("teacher.col.rounds"): len(rs),
+    rows = [{t("class.col.student"): plain(name), t("teacher.col.rounds"): len(rs),
              t("teacher.col.you"): mean(r.answer.get("you") for r in rs),
              t("teacher.col.model"): mean(r.answer.get("model") for r in rs),
-             t("teacher.col.learner"): ", ".join(sorted({str(r.answer.get("algorithm")) for r in rs})),
+             t("teacher.col.learner"): plain(", ".join(sorted({str(r.answer.get("algorithm")) for r in rs}))),
              t("teacher.col.seconds"): mean(r.seconds for r in rs)}
             for name, rs in sorted(by_student.items())]
-    st.dataframe(rows, hide_index=True, key="teacher_human")
+    classroom.table(rows, t("class.col.student"))
     st.caption(t("teacher.human_class", you=mean(r.answer.get("you") for r in rounds),
                  model=mean(r.answer.get("model") for r in rounds), n=len(rounds)))
 

@@ -11,6 +11,7 @@ import pytest
 
 from app import classroom, human, projector, services
 from app.i18n import t
+from app.safe_text import plain
 from app_harness import goto, new_app, problems, texts
 from metarep_core.data import load_dataset
 from metarep_core.errors import MetaRepError
@@ -32,8 +33,8 @@ def label(algorithm: str) -> str:
 
 
 def frames(at) -> list:
-    """Every table on the page, as pandas DataFrames."""
-    return [d.value for d in at.dataframe]
+    """Every table on the page (st.table), as pandas DataFrames, the index a column."""
+    return [d.value.reset_index() for d in at.table]
 
 
 def shown(at) -> str:
@@ -66,7 +67,7 @@ def test_the_teachers_page_needs_the_key_and_shows_counts_distribution_and_csv(s
     wrong = open_class(code, key[:-1] + ("x" if key[-1] != "x" else "y"))
     assert problems(wrong) == []
     assert [e.value for e in wrong.error] == [f"that is not the teacher key of class '{code}'"]
-    assert not wrong.dataframe and not wrong.get("download_button") and "Ada" not in shown(wrong)
+    assert not wrong.table and not wrong.get("download_button") and "Ada" not in shown(wrong)
 
     right = open_class(code.lower(), key)
     assert problems(right) == [] and not right.error
@@ -77,7 +78,7 @@ def test_the_teachers_page_needs_the_key_and_shows_counts_distribution_and_csv(s
     assert dict(zip(dist[t("class.col.answer")], dist[t("class.col.students")])) == {
         label("maml"): 2, label("protonet"): 1}
     each = next(f for f in frames(right) if t("class.col.student") in f.columns)
-    assert sorted(each[t("class.col.student")]) == ["<b>Mallory</b>", "Ada", "Bob"]  # as text, in a table
+    assert set(each[t("class.col.student")]) == {"Ada", "Bob", plain("<b>Mallory</b>")}  # escaped: st.table reads markdown
     assert right.get("download_button")[0].proto.label == t("teacher.csv")
 
     with pytest.raises(MetaRepError, match="not revealed"):
@@ -101,7 +102,7 @@ def test_a_student_joins_answers_and_sees_only_what_the_teacher_revealed(store):
     assert at.text_input(key="class_code").value == code
     at.text_input(key="class_name").set_value("Bob").run()
     at.button(key="class_join").click().run()
-    assert [e.value for e in at.error] == [f"the name 'Bob' is already taken in this class; choose another"]
+    assert [e.value for e in at.error] == ["the name 'Bob' is already taken in this class; choose another"]
     assert at.text_input(key="class_name").max_chars == 40
     at.text_input(key="class_name").set_value("Ada_*x*").run()
     at.button(key="class_join").click().run()
