@@ -1,9 +1,10 @@
 """Projector mode: the app on a classroom projector, readable from the back row.
 
 ``?projector=1`` (or the toggle on the teacher's page, key ``projector_toggle``)
-turns it on for the session: larger type everywhere (Streamlit sizes its text in
-``rem``, so a larger root font scales every page, tables and charts' frames included),
-the sidebar collapsed and its settings out of view. Streamlit's own toolbar shows no
+turns it on for the session: the page's main area zoomed (CSS ``zoom``: Streamlit 1.67
+sizes its text in pixels, so a larger root font changes nothing; zoom enlarges text,
+tables and widgets alike, and the layout reflows to the narrower effective width),
+the side margins narrowed, the sidebar collapsed and its settings out of view. Streamlit's own toolbar shows no
 "Deploy" or developer items in any mode: ``client.toolbarMode = "viewer"`` in
 ``.streamlit/config.toml``. Sized to stay readable at 1024x768, a common projector.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 KEY = "_projector"  # the session's mode (not a widget key: a widget's state goes with its page)
-ROOT_FONT_PX = 22   # Streamlit's default is 16 px: a table's 14 px text becomes ~19 px
+ZOOM = 1.4  # a 16 px paragraph is drawn 22 px high; at 1024 px wide the page is laid out at 731 px
 
 
 def init_from_url() -> None:
@@ -45,7 +46,8 @@ def apply() -> None:
         if params.get("projector") != "1":
             params["projector"] = "1"
         st.set_page_config(initial_sidebar_state="collapsed")
-        st.html(f"<style>html {{font-size: {ROOT_FONT_PX}px;}} "
+        st.html(f"<style>[data-testid='stMain'] {{zoom: {ZOOM};}} "
+                "[data-testid='stMainBlockContainer'] {padding-left: 1rem; padding-right: 1rem;} "
                 "[data-testid='stSidebarUserContent'] {display: none !important;}</style>")
     elif "projector" in params:
         del params["projector"]

@@ -91,7 +91,7 @@ def test_the_teachers_page_needs_the_key_and_shows_counts_distribution_and_csv(s
 
     right.toggle(key="projector_toggle").set_value(True).run()  # projector mode from the page
     assert right.query_params["projector"] == "1"
-    assert f"font-size: {projector.ROOT_FONT_PX}px" in " ".join(h.proto.body for h in right.get("html"))
+    assert f"zoom: {projector.ZOOM}" in " ".join(h.proto.body for h in right.get("html"))
 
 
 def test_a_student_joins_answers_and_sees_only_what_the_teacher_revealed(store):
@@ -170,8 +170,8 @@ def test_projector_mode_from_the_url_stays_on_every_page():
     at = new_app(projector=1)
     assert problems(at) == []
     styles = " ".join(h.proto.body for h in at.get("html"))
-    assert f"font-size: {projector.ROOT_FONT_PX}px" in styles and "stSidebarUserContent" in styles
+    assert f"zoom: {projector.ZOOM}" in styles and "stSidebarUserContent" in styles
     goto(at, "lessons")
     assert at.query_params["projector"] == "1"
     plain = new_app()
-    assert "font-size" not in " ".join(h.proto.body for h in plain.get("html"))
+    assert "zoom" not in " ".join(h.proto.body for h in plain.get("html"))

@@ -107,10 +107,15 @@ def test_the_teacher_sees_a_students_answer_and_another_student_does_not(server,
                 context.close()
 
 
-def _caption_px(page) -> float:
-    """The font size of the page's intro (a caption), in CSS pixels."""
-    return page.evaluate("() => parseFloat(getComputedStyle(document.querySelector("
-                         "\"[data-testid='stMain'] [data-testid='stCaptionContainer'] p\")).fontSize)")
+# How high the first letter of the page's intro (a caption) is drawn, in screen pixels:
+# the type as a reader sees it (zoom included, unlike a computed font-size).
+LETTER_PX = """() => {
+    const p = document.querySelector("[data-testid='stMain'] [data-testid='stCaptionContainer'] p");
+    const letter = document.createRange();
+    letter.setStart(p.firstChild, 0);
+    letter.setEnd(p.firstChild, 1);
+    return letter.getBoundingClientRect().height;
+}"""
 
 
 def test_projector_mode_at_1024x768_has_no_deploy_button_and_larger_type(server, chromium):
@@ -123,7 +128,11 @@ def test_projector_mode_at_1024x768_has_no_deploy_button_and_larger_type(server,
             assert shown.get_by_role("button", name="Deploy").count() == 0
             assert shown.locator("[data-testid='stAppDeployButton']").count() == 0
         expect(page.locator("[data-testid='stSidebarUserContent']")).to_be_hidden()
-        assert _caption_px(page) > 1.25 * _caption_px(n_page), (_caption_px(page), _caption_px(n_page))
+        normal_px = n_page.evaluate(LETTER_PX)
+        try:  # the page's style arrives with the run's last messages: wait for it, not a fixed time
+            page.wait_for_function(f"() => ({LETTER_PX})() > {1.25 * normal_px}", timeout=15_000)
+        except Exception:
+            pytest.fail(f"projector mode's type is {page.evaluate(LETTER_PX)} px high, normal {normal_px} px")
         assert "projector=1" in page.url
     finally:
         normal.close()
