@@ -159,16 +159,19 @@ def answer_text(ex, label: str, lang: str) -> str:
         if ex.kind == "query_class":
             return class_code(int(label))
         if ex.kind != "reach_target":
-            return t("lesson.option." + label, lang)
+            key = "lesson.option." + str(label)
+            shown = t(key, lang)
+            return str(label) if shown == key else shown
     except (KeyError, ValueError, MetaRepError):
         pass  # an answer from an older version of the lesson: shown as stored
     return str(label)
 
 
 def table(rows: list[dict], index: str) -> None:
-    """``rows`` as a plain table indexed by column ``index``: ``st.table`` draws text in
-    the page (it grows with projector mode's type, unlike a data grid's canvas) and
-    reads its cells as markdown, so every text cell must come through :func:`plain`."""
+    """``rows`` as a plain table indexed by column ``index``: ``st.table`` draws its cells
+    as text in the page (a data grid draws on a canvas that a screen reader and a
+    browser test cannot read) and reads them as markdown, so every text cell must come
+    through :func:`plain`."""
     import pandas as pd
     st.table(pd.DataFrame(rows).set_index(index))
 
