@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 
 import streamlit as st
 
-from app import exercises, pages, persistence, state
+from app import classroom, exercises, pages, persistence, state
 from app.i18n import t
 from app.lessons import Lesson, load_lessons
 
@@ -163,6 +163,7 @@ def record(answer: exercises.Answer) -> None:
     (:func:`app.persistence.record_answer`; a student's run when the session joined a class)."""
     answers().append(answer)
     persistence.record_answer(answer)
+    classroom.record_lesson_answer(answer)  # to the student's class, when this session joined one
 
 
 def last_answer(lesson_id: str, step: int) -> exercises.Answer | None:

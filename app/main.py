@@ -12,6 +12,8 @@ page is served at the root:
     /draw       views/draw.py       draw your own characters: an episode, a zip
     /lessons    views/lessons.py    lessons (assets/lessons/*.json) step by step, with checked
                                     exercises; ?lesson=<id>&step=<n>&hide=sidebar opens a step
+    /teacher    views/teacher.py    a class: create or open (code + key), each exercise's answers,
+                                    reveal, CSV; students join on /lessons?class=<code>
     /theory     views/theory.py     the four families and each algorithm (LaTeX)
 
 Settings live in the URL: ?lang=en|zh&dataset=glyphs&algorithm=protonet&n_way=5&k_shot=1
@@ -38,7 +40,10 @@ class "st-key-K", e.g. `.st-key-train_start button`):
     draw       draw_n_way, draw_k_shot, draw_n_query, draw_canvas_<role>_<class>_<i>
                (role support/query), draw_zip, draw_use, draw_algorithms, draw_pred_<algorithm>
     lessons    lesson_<id>, lesson_open, lesson_back, lesson_next, lesson_list,
-               lesson_choice_<id>_<n>, lesson_value_<id>_<n>, lesson_figure_<id>_<n>, lesson_check
+               lesson_choice_<id>_<n>, lesson_value_<id>_<n>, lesson_figure_<id>_<n>, lesson_check;
+               a class: class_code, class_name, class_join, class_leave
+    teacher    teacher_create, teacher_code, teacher_key, teacher_open, teacher_kept, teacher_close,
+               teacher_csv, teacher_reveal_<lesson>_<n>, projector_toggle (?projector=1)
 A page is done when [data-test-script-state='notRunning'] shows and no
 [data-testid='stException'] does. Training runs in a background pool and the Train page
 polls it every second (a fragment), so the script state flips while a run is going.
@@ -66,7 +71,7 @@ import torch  # noqa: E402
 # spin against each other (and against other users).
 torch.set_num_threads(int(os.environ.get("METAREP_TORCH_THREADS", "1")))
 
-from app import lesson_state, memory, pages, persistence, services, sidebar, state  # noqa: E402
+from app import classroom, lesson_state, memory, pages, persistence, projector, services, sidebar, state  # noqa: E402
 from app.i18n import t  # noqa: E402
 
 # The icon is a file served by this server: as ":material/psychology:" the browser would
@@ -77,6 +82,8 @@ memory.start_trimmer()  # once per process: a dropped session's memory goes back
 state.init_from_url()
 persistence.restore()  # ?run=: the stored settings, pages, upload, answers (the URL's settings win)
 lesson_state.init_from_url()  # ?lesson=&step=&hide=: a step's settings reach the sidebar first
+classroom.init_from_url()  # ?student= (a joined student's reload), ?class= (the join form)
+projector.init_from_url()  # ?projector=1
 services.warm_up_projection()
 
 services.adopt_finished_job()  # before the sidebar and page read the session's model
@@ -87,6 +94,8 @@ with st.sidebar:
     persistence.notice()
 lesson_state.write_url()
 lesson_state.hide_controls()
+classroom.write_url()
+projector.apply()
 navigation = st.navigation([
     st.Page(page.script, title=t(f"page.{page.name}"), icon=page.icon, url_path=page.name,
             default=(page.name == pages.DEFAULT))

@@ -43,6 +43,12 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), key) for p,
     (r"^(?P<label>.+) holds no image files \((?P<allowed>[^)]*)\); (?P<others>\d+) other files "
      r"were found$", "msg.no_images"),
     (r"^(?P<label>.+) is not a zip file \(or is corrupt\);.*$", "msg.not_a_zip"),
+    # metarep_core/store/classes.py, checks.py: a class code, a teacher key, a student's name
+    (r"^that is not the teacher key of class (?P<code>'[A-Z0-9 ]*')$", "msg.wrong_teacher_key"),
+    (r"^there is no class (?P<code>.+); check the code on the board$", "msg.no_class"),
+    (r"^(?P<value>.+) is not a class code; a code is (?P<n>\d+) letters and digits$", "msg.not_a_class_code"),
+    (r"^the name (?P<name>.+) is already taken in this class; choose another$", "msg.name_taken"),
+    (r"^the display name is empty; give 1 to (?P<most>\d+) characters$", "msg.name_empty"),
 ))
 CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]")
 

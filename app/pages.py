@@ -30,6 +30,7 @@ PAGES = (
     Page("human", ":material/person:"),
     Page("draw", ":material/draw:"),
     Page("lessons", ":material/school:"),
+    Page("teacher", ":material/groups:"),
     Page("theory", ":material/menu_book:"),
 )
 DEFAULT = "episodes"  # served at "/" (Streamlit serves only the default page there)

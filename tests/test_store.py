@@ -232,6 +232,24 @@ def test_a_teacher_sees_the_class_and_students_only_what_is_revealed(store):
         store.join_class("ZZZZZZ" if code != "ZZZZZZ" else "YYYYYY", "Dee")
 
 
+def test_a_teachers_page_gets_every_exercise_summary_with_one_key(store):
+    code, key = store.create_class()
+    ada, bob = store.join_class(code, "Ada"), store.join_class(code, "Bob")
+    store.record_answer(ada, "families", 2, "maml", correct=False)
+    store.record_answer(bob, "families", 2, "protonet", correct=True)
+    store.record_answer(bob, "inner_loop", 2, "higher", correct=True, seconds=3)
+    store.set_revealed(code, key, "inner_loop", 2)
+    wanted = [("families", 2), ("inner_loop", 2), ("memory", 2)]
+    got = store.answer_summaries(code, key, wanted)
+    assert got == [store.answer_summary(code, lesson, step, teacher_key=key) for lesson, step in wanted]
+    assert [(s.answered, s.correct, s.distribution, s.revealed) for s in got] == [
+        (2, 1, (("maml", 1), ("protonet", 1)), False), (1, 1, (("higher", 1),), True), (0, 0, (), False)]
+    with pytest.raises(MetaRepError, match="not the teacher key"):
+        store.answer_summaries(code, "guess", wanted)
+    with pytest.raises(MetaRepError, match="step 0 is not allowed"):
+        store.answer_summaries(code, key, [("families", 0)])
+
+
 def test_the_teacher_key_is_stored_only_as_a_hash(store):
     code, key = store.create_class()
     with store.engine.connect() as conn:

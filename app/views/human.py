@@ -6,7 +6,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from app import human, ui
+from app import classroom, human, ui
 from app.figures.adaptation import query_predictions
 from app.i18n import t
 from app.safe_text import show
@@ -89,12 +89,13 @@ def queries(episode, record: human.HumanRecord, order: np.ndarray) -> list:
 
 
 def hand_in(record: human.HumanRecord, episode, answers: list, started: float) -> None:
-    """Score the answers, keep them in the record and say how it went."""
+    """Score the answers, keep them in the record (and the student's class) and say how it went."""
     seconds = time.monotonic() - started
     record = record.with_answers(answers, episode.query_y.tolist(), seconds)
     st.session_state[human.STATE_KEY] = record
     st.session_state.pop(STARTED, None)
     last = record.episodes[-1]
+    classroom.record_human_round(ctx, episode, last)
     st.session_state["human_feedback"] = t(
         "human.result", right=int(round(last.accuracy * len(answers))), total=len(answers),
         seconds=f"{last.seconds:.1f}")

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app import exercises, lesson_state, services, state, ui
+from app import classroom, exercises, lesson_state, services, state, ui
 from app.figures.episodes import class_code, short_name
 from app.figures.lessons import prototype_choice
 from app.i18n import current_lang, t
@@ -194,6 +194,7 @@ def step_view(lesson: Lesson, i: int, lang: str) -> None:
             except MetaRepError as exc:
                 show("error", exc)
             feedback(lesson, n, ex, lang)
+            classroom.revealed_view(lesson.id, n, ex, lang)
     back, forward, listing = st.columns(3)
     back.button(t("lesson.back"), key="lesson_back", disabled=i == 0,
                 on_click=lesson_state.go_to, args=(lesson.id, i - 1))
@@ -219,6 +220,7 @@ def answers_view(lang: str) -> None:
 st.title(t("page.lessons"))
 st.caption(t("page.lessons.intro"))
 lang = current_lang()
+classroom.student_panel()
 for warning in lesson_state.url_warnings():
     st.warning(t("lesson.url_ignored", value=warning))
 lessons, refused = lesson_state.all_lessons()

@@ -182,13 +182,26 @@ class ClassroomMixin:
                 class_id = self._class_id(conn, code)
             else:
                 class_id = self._teacher_class(conn, code, teacher_key)
-            revealed = conn.execute(select(reveals.c.revealed).where(
-                and_(reveals.c.class_id == class_id, reveals.c.lesson == lesson, reveals.c.step == step))).first()
-            if teacher_key is None and revealed is None:
-                raise MetaRepError(f"the answers to lesson {lesson!r} step {step} are not revealed yet; "
-                                   "the teacher reveals them")
-            size = conn.execute(select(func.count()).where(students.c.class_id == class_id)).scalar()
-            rows = self._answer_rows(conn, class_id, answers.c.lesson == lesson, answers.c.step == step)
+            summary = self._summary(conn, class_id, lesson, step)
+        if teacher_key is None and not summary.revealed:
+            raise MetaRepError(f"the answers to lesson {lesson!r} step {step} are not revealed yet; "
+                               "the teacher reveals them")
+        return summary
+
+    def answer_summaries(self: RunStoreBase, code: str, teacher_key: str,
+                         exercises) -> list[AnswerSummary]:
+        """:meth:`answer_summary` of each ``(lesson, step)`` in ``exercises`` with one check
+        of the key (a teacher's page shows every exercise; each scrypt check costs ~50 ms)."""
+        exercises = [(checks.lesson(lesson), checks.step(step)) for lesson, step in exercises]
+        with self._read() as conn:
+            class_id = self._teacher_class(conn, code, teacher_key)
+            return [self._summary(conn, class_id, lesson, step) for lesson, step in exercises]
+
+    def _summary(self, conn, class_id: int, lesson: str, step: int) -> AnswerSummary:
+        revealed = conn.execute(select(reveals.c.revealed).where(
+            and_(reveals.c.class_id == class_id, reveals.c.lesson == lesson, reveals.c.step == step))).first()
+        size = conn.execute(select(func.count()).where(students.c.class_id == class_id)).scalar()
+        rows = self._answer_rows(conn, class_id, answers.c.lesson == lesson, answers.c.step == step)
         last = {}
         for r in rows:  # ordered by attempt: the last one per student wins
             last[r.name] = r
