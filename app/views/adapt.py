@@ -16,7 +16,7 @@ from app.figures.adaptation import embedding_motion, query_predictions, trace_ex
 from app.figures.curves import trace_curves
 from app.figures.episodes import episode_grid, regression_plot
 from app.figures.step_labels import step_label
-from app.i18n import t
+from app.i18n import current_lang, t
 from app.safe_text import plain, show
 from app.messages import user_message
 from metarep_core.errors import MetaRepError
@@ -88,9 +88,10 @@ def batch_norm_choice(model) -> str | None:
         if model.learner.task != "regression":
             st.caption(t("adapt.bn_running"))
         return None
+    lang = current_lang()  # bound now: a label must not change language outside the run
     return st.radio(t("adapt.bn"), modes, key="adapt_test_bn", horizontal=True,
                     index=modes.index(model.learner.hp["test_bn"]),
-                    format_func=lambda m: t(f"adapt.bn.{m}"), help=t("adapt.bn_help"))
+                    format_func=lambda m: t(f"adapt.bn.{m}", lang), help=t("adapt.bn_help"))
 
 
 def trace_or_stop(model, episode, test_bn: str | None = None) -> list:
