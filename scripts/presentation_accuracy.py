@@ -3,9 +3,10 @@
 
     python scripts/presentation_accuracy.py assets/checkpoints/mann_glyphs_5w1s.safetensors --episodes 600
 
-Each test episode (5-way, 1 support + 15 queries per class) is streamed whole, one image
-at a time with the previous label (``presentation_accuracy``); means over episodes, with a
-95% interval (1.96 standard errors).
+Each test episode (5-way, 1 support + 9 queries per class by default: Santoro et al.'s
+50-step episodes, 10 presentations of each class) is streamed whole, one image at a time
+with the previous label (``presentation_accuracy``); means over episodes, with a 95%
+interval (1.96 standard errors).
 """
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ def main() -> None:
     ap.add_argument("checkpoint")
     ap.add_argument("--episodes", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-query", type=int, default=9,
+                    help="queries per class streamed after the support (default 9: 50-step streams)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     learner, meta = load_checkpoint(args.checkpoint)
     learner.eval()
     data = load_dataset(meta.get("dataset", "glyphs"))
-    test = EpisodeSampler(data, "test", 5, 1, 15, seed=args.seed)
+    test = EpisodeSampler(data, "test", 5, 1, args.n_query, seed=args.seed)
     episodes = [test.sample(args.seed + i) for i in range(args.episodes)]
     curves = np.stack([learner.presentation_accuracy(ep) for ep in episodes])
     for p in (1, 2, 5, 10):

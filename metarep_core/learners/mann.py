@@ -25,7 +25,7 @@ Scaled down for a CPU, and why:
   previous label through a learned linear map; the write vector starts as the last
   key and the read key as a projection of the image feature. The paper's controller
   learns the binding over ~100,000 episodes; this way it is learned in a few hundred
-  meta-updates (on 2-shot episodes, so the streamed support holds second presentations);
+  meta-updates;
 - the key strength starts high (~20) and the write gate starts towards the least-used
   slot, because from a near-uniform read no gradient says which slot mattered.
 
@@ -34,7 +34,8 @@ read vector), labels permuted per episode in meta-training, the read vector feed
 classifier and the next step, the
 cosine content read with a key strength, the LRUA write weights (a learned
 interpolation of the previous read weights and the least-used slot, which is zeroed
-before the write), usage decay, and the per-step loss on the streamed sequence.
+before the write), usage decay, and the per-step loss on the whole episode streamed
+(support and queries shuffled together, as in the paper's training; see ``_sequence``).
 """
 from __future__ import annotations
 
