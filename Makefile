@@ -18,9 +18,10 @@ $(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
 	touch $@
 
 # .streamlit/config.toml (read from this directory) keeps the server offline: headless,
-# no usage statistics, no external-IP lookup at start-up.
+# no usage statistics, no external-IP lookup at start-up. app/serve.py is `streamlit run`
+# with the heavy imports done before the server listens.
 run: $(VENV)/.runtime-installed .streamlit/config.toml
-	$(PY) -m streamlit run app/main.py --server.port $(PORT)
+	$(PY) -m app.serve run app/main.py --server.port $(PORT)
 
 browser:
 	bash scripts/ensure_chromium.sh

@@ -1,4 +1,5 @@
-"""MetaRep Explorer — entry point (`streamlit run app/main.py`).
+"""MetaRep Explorer — entry point (`python -m app.serve run app/main.py`: `streamlit run`
+with the heavy imports done before the server listens; a bare `streamlit run` works too).
 
 Pages (st.navigation over the list in app/pages.py; URL path -> script). The default
 page is served at the root:

@@ -41,7 +41,8 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run app/main.py` on a free loopback port, in its own process group.
+    """`python -m app.serve run app/main.py` (the app's own entry: `streamlit run` with the
+    heavy imports first) on a free loopback port, in its own process group.
 
     The normal user cache is kept (so UMAP's numba disk cache is reused between runs);
     output goes to temp files rather than pipes so a chatty server can never block.
@@ -59,7 +60,7 @@ class StreamlitServer:
 
     def start(self) -> "StreamlitServer":
         cmd = [
-            sys.executable, "-m", "streamlit", "run", self.entry,
+            sys.executable, "-m", "app.serve", "run", self.entry,
             "--server.headless", "true",
             "--server.port", str(self.port),
             "--server.address", "127.0.0.1",

@@ -141,11 +141,11 @@ def test_every_package_installed_is_pinned_in_requirements(instructions):
 
 def test_same_entry_point_as_make_run(instructions):
     make_run = makefile_run_command()
-    entry = re.search(r"streamlit run (\S+)", make_run)
-    assert entry, f"`make run` does not call `streamlit run`: {make_run!r}"
+    entry = re.search(r"-m app\.serve run (\S+)", make_run)
+    assert entry, f"`make run` does not call `python -m app.serve run`: {make_run!r}"
     (cmd,) = _all(instructions, "CMD")
     words = command_words(cmd)
-    assert "streamlit" in words and words[words.index("streamlit") + 1:][:2] == ["run", entry.group(1)], words
+    assert "app.serve" in words and words[words.index("app.serve") + 1:][:2] == ["run", entry.group(1)], words
     assert (ROOT / entry.group(1)).is_file(), f"entry point {entry.group(1)} does not exist"
     options = dict(zip(words[::1], words[1::1]))
     assert options.get("--server.address") == "0.0.0.0", words

@@ -1,0 +1,74 @@
+"""The app's server: ``python -m app.serve run app/main.py [streamlit options]``.
+
+Streamlit's own ``streamlit run``, with two things done first, in this process, before
+the server starts listening (and so before it reports healthy):
+
+* **The heavy imports** (torch, the learners, the datasets' code, plotly, pandas, the
+  app's modules). Under a bare ``streamlit run`` the first visitor's script run paid
+  for them (issue 13: the first page was usable 2.8 s after the server said it was
+  healthy, ~2 s of it importing); a page run finds them in ``sys.modules``.
+* **At most two malloc arenas** (glibc's ``M_ARENA_MAX``). Streamlit runs every
+  script run in a new thread, and glibc gives threads their own heaps (up to 8 per
+  core); thirty sessions uploading at once left their freed pages scattered over many
+  heaps that a trim could not hand back whole (issue 12: the 30-upload peak). Set as
+  early as possible, before any thread exists; ``MALLOC_ARENA_MAX`` in the environment
+  wins (glibc reads it at start-up).
+
+``make run``, the Docker image and the browser tests all start the server this way.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+M_ARENA_MAX = -8  # glibc <malloc.h>
+ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
+    """glibc's ``mallopt(M_ARENA_MAX, arenas)``, unless ``MALLOC_ARENA_MAX`` is set;
+    True when applied (False elsewhere than glibc)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, int(arenas)))
+    except (OSError, AttributeError):
+        return False
+
+
+#: What a page run imports, in this order: the projection module first (it points
+#: numba's disk cache before umap loads), pandas before any thread (half-imported in two
+#: threads at once it fails: see app/main.py).
+WARM_MODULES = ("metarep_core.projection", "pandas", "torch", "plotly.graph_objects",
+                "metarep_core.data", "app.classroom", "app.lesson_state", "app.memory",
+                "app.pages", "app.persistence", "app.projector", "app.services", "app.sidebar",
+                "app.state", "app.figures.adaptation", "app.figures.curves",
+                "app.figures.episodes", "app.figures.extras")
+
+
+def warm_imports() -> None:
+    """Import what every page run needs (the first one would otherwise pay for it),
+    and every learner's module (the sidebar lists them all on the first run)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    from metarep_core.learners import available
+    available()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    limit_malloc_arenas()
+    warm_imports()
+    from streamlit.web.cli import main as streamlit_main
+    sys.argv = ["streamlit", *argv]
+    streamlit_main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    main()
