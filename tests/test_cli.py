@@ -253,3 +253,11 @@ def test_bad_input_in_a_real_process(bad_inputs):
     proc = run_cli("evaluate", root / "torch.safetensors", "--json")
     assert_one_line_error(proc.returncode, proc.stdout, proc.stderr, "torch.save")
     assert proc.stdout == ""
+
+
+def test_evaluating_a_fixed_head_checkpoint_at_another_n_way_is_one_line():
+    """ANIL's head has 5 outputs: 20-way episodes are refused with the reason, not an
+    IndexError from the loss (torch raises IndexError or RuntimeError there)."""
+    p = run_cli("evaluate", ROOT / "assets/checkpoints/anil_glyphs_5w1s.safetensors", "--dataset", "glyphs",
+                "--n-way", 20, "--episodes", 2)
+    assert_one_line_error(p.returncode, p.stdout, p.stderr, "trained for 5-way episodes", "20-way")
