@@ -40,7 +40,7 @@ class Settings:
     ``n_way`` is the effective one: :meth:`for_task` made it 1 for regression."""
 
     lang: str = DEFAULT_LANG
-    dataset: str = "glyphs"
+    dataset: str = "omniglot"  # real data (bundled); glyphs needs no data at all
     algorithm: str = "protonet"
     n_way: int = 5
     k_shot: int = 1

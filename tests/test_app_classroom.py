@@ -3,6 +3,7 @@ chosen N gets N adjusted with a note (not an error), and a student's first train
 starts from a fresh initialisation."""
 from __future__ import annotations
 
+from app import state
 from app_harness import goto, new_app, problems, set_and_run, strings, texts
 
 EN, ZH = strings("en"), strings("zh")
@@ -36,7 +37,7 @@ def test_a_students_first_training_starts_from_a_fresh_initialisation():
     # a model the student made is continued by default (the toggle is made again when the
     # Train page is opened again)
     from app import state
-    key = ("protonet", "glyphs", 5, (1, 28, 28))
+    key = ("protonet", state.DEFAULTS.dataset, 5, (1, 28, 28))
     shipped = at.session_state["models"][key]
     at.session_state["models"] = {key: state.SessionModel(shipped.learner, "trained", {"steps": 3}, 99)}
     goto(at, "episodes")

@@ -30,20 +30,24 @@ def test_translations_have_the_same_keys_and_placeholders():
         assert names(EN[key]) == names(ZH[key]), key
 
 
-def test_default_opens_on_glyphs_5way_1shot_with_every_page(app):
+def test_default_opens_on_omniglot_5way_1shot_with_every_page(app):
+    """Issue 9: the app opens on the bundled real Omniglot, 5-way 1-shot, with the
+    shipped checkpoint of the default learner."""
     assert problems(app) == []
     assert app.title[0].value == EN["page.episodes"]
     q = app.query_params
-    assert (q["dataset"], q["n_way"], q["k_shot"], q["lang"]) == ("glyphs", "5", "1", "en")
+    assert (q["dataset"], q["n_way"], q["k_shot"], q["lang"]) == ("omniglot", "5", "1", "en")
     assert {"episode_support", "episode_query"} <= set(charts(app))
     for page in PAGES:
         goto(app, page)
         assert problems(app) == [], page
         assert app.title[0].value == EN[f"page.{page}"]
         assert not app.error, (page, [e.value for e in app.error])
+    model = app.session_state["models"][("protonet", "omniglot", 5, (1, 28, 28))]
+    assert model.source == "shipped" and model.meta["file"] == "protonet_omniglot_5w1s.safetensors"
 
 
-@pytest.mark.parametrize("dataset,n_way", [("omniglot", 5), ("digits", 3), ("sinusoid", 1)])
+@pytest.mark.parametrize("dataset,n_way", [("glyphs", 5), ("digits", 3), ("sinusoid", 1)])
 def test_every_page_renders_on_each_dataset(dataset, n_way):
     at = new_app(dataset=dataset, n_way=n_way, k_shot=2, n_query=3)
     assert at.query_params["dataset"] == dataset  # offered, not reset to the default

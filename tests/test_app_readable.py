@@ -229,7 +229,7 @@ def test_the_motion_plot_rings_the_queries_wrong_at_the_shown_step():
     (4-way: no shipped checkpoint, a fresh model gets some wrong)."""
     from app import services
     from metarep_core.data import load_dataset
-    at = new_app(algorithm="protonet", n_way=4, k_shot=1, n_query=4, seed=2)
+    at = new_app(dataset="glyphs", algorithm="protonet", n_way=4, k_shot=1, n_query=4, seed=2)
     goto(at, "adapt")
     settings = at.session_state["_ctx"].settings
     episode = services.sample_episode(settings, load_dataset("glyphs"))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app import exercises, persistence
+from app import exercises, persistence, state
 from app_harness import MAIN, class_folder_zip, goto, new_app, problems, set_and_run, strings, texts
 from metarep_core.store import RunStore
 
 EN = strings("en")
-KEY = ("protonet", "glyphs", 5, (1, 28, 28))
+KEY = ("protonet", state.DEFAULTS.dataset, 5, (1, 28, 28))  # the default settings' model
 
 
 def _reopen(run: str, **query) -> AppTest:
@@ -74,13 +74,14 @@ def test_a_trained_model_and_an_answer_come_back_after_a_reload():
     job = at.session_state["job"]
     job.wait(120)
     at.run()  # adopts the job: the model is kept in the run
-    trained = at.session_state["models"][KEY]
+    key = ("protonet", at.session_state["dataset"], 5, (1, 28, 28))  # the lesson's dataset
+    trained = at.session_state["models"][key]
     assert trained.source == "trained" and problems(at) == []
     run = at.query_params["run"]
 
     again = _reopen(run, job=job.token)  # what the address bar holds after training
     goto(again, "train")
-    model = again.session_state["models"][KEY]
+    model = again.session_state["models"][key]
     assert model.source == "trained" and model.meta["steps"] == 3
     assert torch.equal(_weights(model.learner), _weights(trained.learner))
     assert model.learner is not trained.learner  # rebuilt from the stored bytes

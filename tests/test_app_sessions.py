@@ -10,12 +10,13 @@ import zipfile
 import pytest
 import torch
 
+from app import state
 from app_harness import class_folder_zip, goto, new_app, problems, set_and_run, strings, texts
 
 EN = strings("en")
 
 
-def _model(at, algorithm="protonet", dataset="glyphs", n_way=5, shape=(1, 28, 28)):
+def _model(at, algorithm="protonet", dataset=state.DEFAULTS.dataset, n_way=5, shape=(1, 28, 28)):
     return at.session_state["models"][(algorithm, dataset, n_way, shape)]
 
 

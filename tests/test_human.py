@@ -127,7 +127,7 @@ def test_paired_differences_against_the_best_and_against_you():
 
 # ------------------------------------------------------------------ the page (AppTest)
 def test_answering_the_queries_puts_you_in_compare_with_your_accuracy(glyphs):
-    at = new_app(n_query=2, seed=3)
+    at = new_app(dataset="glyphs", n_query=2, seed=3)
     goto(at, "human")
     assert problems(at) == [] and not at.error
     assert not at.radio  # the queries appear only once the timer starts
