@@ -24,7 +24,7 @@ def read_text(name: str) -> str | None:
 def show_results(name: str, measured: results.Results | None) -> None:
     """The learner's measured Omniglot figures beside the paper's, or "not measured yet"."""
     lang = current_lang()
-    st.markdown(f"**{t('results.heading')}**")
+    st.markdown(f"##### {t('results.heading')}")
     entry = measured.learners.get(name) if measured else None
     if entry is None:
         st.caption(t("results.not_measured"))
