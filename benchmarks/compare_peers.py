@@ -15,7 +15,7 @@ is the summary: the median of each ratio over the rounds and whether it meets it
 
 Ratios (goal in brackets):
   protonet_train_speed   ours steps/s / easyfsl steps/s                       [>= 1.15]
-  maml_so_speed          ours tasks/s (order 2) / learn2learn second order     [>= 1.3]
+  maml_so_speed          ours tasks/s (second order) / learn2learn's           [>= 1.3]
   maml_so_memory         ours peak RSS MB / learn2learn's (second order)       [<= 0.7]
   maml_fo_speed / maml_fo_memory: the same, first order                        [>= 1.3, <= 0.7]
   adapt_protonet         ours ms / plain-torch ProtoNet ms (the peers' script) [<= 0.5]
@@ -117,7 +117,7 @@ def ratios(ours: list[dict], peers: list[dict]) -> dict:
 
     pn, easy = find(ours, "protonet-train"), find(peers, "protonet-easyfsl")
     out["protonet_train_speed"] = div(pn and pn["steps_per_s"], easy and easy["steps_per_s"])
-    for order, tag in ((2, "so"), (1, "fo")):
+    for order, tag in (("second", "so"), ("first", "fo")):
         m, l2l = find(ours, "maml-train", order=order), find(peers, f"maml-l2l-{tag}")
         out[f"maml_{tag}_speed"] = div(m and m.get("tasks_per_s"), l2l and l2l["tasks_per_s"])
         out[f"maml_{tag}_memory"] = div(m and m.get("peak_rss_mb"), l2l and l2l["peak_rss_mb"])

@@ -290,5 +290,5 @@ def test_bench_maml_train_record():
     from metarep_core.bench.meta_learning import maml_train_one
 
     rec = maml_train_one(1, {"warmup": 0, "windows": 1, "per_window": 1, "threads": 1})
-    assert rec["bench"] == "maml-train" and rec["order"] == 1
+    assert rec["bench"] == "maml-train" and rec["order"] == "first"
     assert rec["tasks_per_s"] > 0 and rec["peak_rss_mb"] > 0

@@ -103,6 +103,9 @@ def protonet_train(opts: dict) -> dict:
         "last_loss": round(state["loss"], 4)})
 
 
+ORDER_NAMES = {1: "first", 2: "second"}  # bench_peers.py's "order" values
+
+
 def maml_train_one(order: int, opts: dict) -> dict:
     """One order, in this process (``maml_train`` runs each in a fresh one)."""
     setup(threads=opts.get("threads"))
@@ -121,7 +124,7 @@ def maml_train_one(order: int, opts: dict) -> dict:
     rss0 = rss_now_mb()
     rates = time_windows(step, opts.get("warmup", 5), opts.get("windows", 5), opts.get("per_window", 3))
     return _base({
-        "bench": "maml-train", "order": order,
+        "bench": "maml-train", "order": ORDER_NAMES[order],  # the peers' harness's field values
         "tasks_per_s": round(META_BATCH * median(rates), 3),
         "meta_steps_per_s": round(median(rates), 4),
         "window_tasks_per_s": [round(META_BATCH * r, 3) for r in rates],
@@ -142,7 +145,7 @@ def maml_train(opts: dict) -> list[dict]:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            records.append({"bench": "maml-train", "order": order,
+            records.append({"bench": "maml-train", "order": ORDER_NAMES[order],
                             "error": proc.stderr.strip().splitlines()[-1:] or ["failed"]})
             continue
         records.append(json.loads(proc.stdout.strip().splitlines()[-1]))
