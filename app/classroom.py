@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import persistence
 from app.i18n import t
 from app.messages import user_message
 from app.safe_text import plain, show
 from metarep_core import limits
 from metarep_core.errors import MetaRepError
-from metarep_core.store import RunStore, database_url
+from metarep_core.store import RunStore
 from metarep_core.store.checks import MAX_SECONDS, TOKEN_RE
 
 MEMBER = "class_member"
@@ -35,14 +36,9 @@ HUMAN_LESSON = "human-vs-model"
 CODE_INPUT_MAX_CHARS = 16  # what the store reads as a code (6 characters, spaces around allowed)
 
 
-@st.cache_resource(show_spinner=False)
-def _store(url: str) -> RunStore:
-    return RunStore(url)
-
-
 def store() -> RunStore:
-    """The process's run store (one per database URL: it pools its connections)."""
-    return _store(database_url())
+    """The server's run store, shared with the session runs (:mod:`app.persistence`)."""
+    return persistence.open_store()
 
 
 def member() -> dict | None:

@@ -57,6 +57,13 @@ def _open(url: str) -> RunStore:
     return RunStore(url)
 
 
+def open_store() -> RunStore:
+    """The server's run store for ``METAREP_DB_URL`` (one per URL: it pools its
+    connections); raises when it cannot be opened. The teacher's page and the class
+    tables use this one too (:mod:`app.classroom`)."""
+    return _open(database_url())
+
+
 def store() -> RunStore | None:
     """The server's run store, or None when it failed for this session (said once in
     the sidebar). Other app modules (the teacher's page) use it through here too."""
@@ -64,7 +71,7 @@ def store() -> RunStore | None:
     if ss.get(OFF):
         return None
     try:
-        return _open(database_url())
+        return open_store()
     except (MetaRepError, *UNAVAILABLE) as exc:
         _fail(exc)
         return None
