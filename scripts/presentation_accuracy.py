@@ -26,6 +26,9 @@ from metarep_core.episodes import EpisodeSampler  # noqa: E402
 from metarep_core.learners._sequence import reads_zeroed  # noqa: E402
 
 
+GAP_MAX = 6  # gaps of 6 steps or more are pooled
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")
@@ -44,6 +47,19 @@ def main() -> None:
     for p in (1, 2, 5, 10):
         c = curves[:, p - 1]
         print(f"presentation {p:2d}: {100 * c.mean():.2f} ± {196 * c.std() / np.sqrt(len(c)):.2f}")
+    # The 2nd presentation by how many steps after the 1st it comes: at 1 step, the 1st
+    # one's label arrives with the 2nd image itself.
+    by_gap: dict[int, list[bool]] = {}
+    for ep in episodes:
+        predicted, y, inst = learner.stream_predictions(ep)
+        first: dict[int, int] = {}
+        for t, (c, k) in enumerate(zip(y.tolist(), inst.tolist())):
+            if k == 1:
+                first[c] = t
+            elif k == 2:
+                by_gap.setdefault(min(t - first[c], GAP_MAX), []).append(bool(predicted[t] == c))
+    print("presentation 2 by steps since the 1st: " + ", ".join(
+        f"{g}{'+' if g == GAP_MAX else ''}: {100 * np.mean(v):.1f}% (n={len(v)})" for g, v in sorted(by_gap.items())))
     with reads_zeroed(learner):
         ablated = np.array([learner.evaluate_episode(ep)["accuracy"] for ep in episodes])
     print(f"5-way 1-shot with the memory reads zeroed: {100 * ablated.mean():.2f} ± "

@@ -170,23 +170,29 @@ class SequenceMemoryLearner(MetaLearner):
         return seq_logits[0].argmax(-1), sy[0], instance_numbers(sy[0])
 
     @torch.no_grad()
-    def presentation_accuracy(self, episode: Episode, max_presentation: int = MAX_PRESENTATION) -> np.ndarray:
-        """Santoro et al.'s figure on one episode: the support and the query examples are
-        streamed together in a shuffled order (deterministic in the episode's seed), each
-        with the previous label, and the online prediction is scored by which
-        presentation of its class each step is.
-
-        Returns (max_presentation,) float: entry ``p - 1`` is the accuracy at the p-th
-        presentation of a class, NaN where no class is shown p times.
-        """
+    def stream_predictions(self, episode: Episode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The whole episode (support and queries) streamed in a shuffled order
+        (deterministic in the episode's seed), each image with the previous label, as in
+        Santoro et al.'s figure. Returns (predicted (T,), true labels (T,), which
+        presentation of its class each step is (T,)), in streamed order."""
         x = torch.cat([episode.support_x, episode.query_x])
         y = torch.cat([episode.support_y, episode.query_y])
         g = torch.Generator().manual_seed(int(episode.seed) * 7919 + 29)
         order = torch.randperm(y.shape[0], generator=g).to(y.device)
         x, y = x[order], y[order]
         seq_logits, *_ = self._run(x[None], y[None], None)
-        correct = (seq_logits[0].argmax(-1) == y).float().cpu()
-        inst = instance_numbers(y.cpu())
+        return seq_logits[0].argmax(-1).cpu(), y.cpu(), instance_numbers(y.cpu())
+
+    @torch.no_grad()
+    def presentation_accuracy(self, episode: Episode, max_presentation: int = MAX_PRESENTATION) -> np.ndarray:
+        """Santoro et al.'s figure on one episode (:meth:`stream_predictions`): the online
+        prediction scored by which presentation of its class each step is.
+
+        Returns (max_presentation,) float: entry ``p - 1`` is the accuracy at the p-th
+        presentation of a class, NaN where no class is shown p times.
+        """
+        predicted, y, inst = self.stream_predictions(episode)
+        correct = (predicted == y).float()
         out = np.full(max_presentation, np.nan, dtype=np.float32)
         for p in range(1, max_presentation + 1):
             if (inst == p).any():
