@@ -125,7 +125,8 @@ def session_model(settings: state.Settings, dataset, dataset_id: str) -> state.S
             models[key] = stored
     if key not in models:
         learner, source, meta = None, "fresh", {}
-        names = [settings.dataset] + (["glyphs"] if settings.dataset == state.UPLOAD else [])
+        # an upload (or drawings) of handwriting: the real-Omniglot checkpoints first
+        names = [settings.dataset] + (["omniglot", "glyphs"] if settings.dataset == state.UPLOAD else [])
         for name in names:
             for path in _checkpoint_candidates(settings.algorithm, name, settings.n_way,
                                                settings.k_shot):

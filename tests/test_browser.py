@@ -220,7 +220,8 @@ def test_you_against_the_model_then_compare_shows_you(app):
     app.screenshot("compare_with_you")
 
 
-PAGES = {"", "train", "adapt", "embedding", "compare", "human", "draw", "lessons", "theory"}  # the tests above and below
+# the tests above and below; the teacher's page is visited by tests/test_browser_class.py
+PAGES = {"", "train", "adapt", "embedding", "compare", "human", "draw", "lessons", "theory", "teacher"}
 
 
 def test_lessons_open_the_sinusoid_adaptation(app):
@@ -357,7 +358,7 @@ def test_theory_page_switches_to_chinese(app):
     assert "lang=zh" in app.page.url, f"the language is not kept in the URL: {app.page.url}"
     # The sidebar's choices are shown in the new language too, not just the page.
     dataset = app.key("dataset").get_by_role("combobox").input_value()
-    assert dataset == t("dataset.glyphs", lang="zh"), f"dataset still shown as {dataset!r} in 中文"
+    assert dataset == t("dataset.omniglot", lang="zh"), f"dataset still shown as {dataset!r} in 中文"
     app.screenshot("theory_zh")
 
 
@@ -401,7 +402,7 @@ def test_draw_characters_then_the_learners_adapt_and_the_set_uploads_back(app):
     text = app.main_text()
     protonet = re.search(r"Prototypical Networks[^\n]*? — (\d+)%", text)
     assert protonet and int(protonet.group(1)) == 100, "ProtoNet does not tell a Z from a ring"
-    shipped = t("model.source.shipped", lang="en", file="protonet_glyphs_5w1s.safetensors")
+    shipped = t("model.source.shipped", lang="en", file="protonet_omniglot_5w1s.safetensors")
     assert shipped in text, "the 2-way drawn episode is not adapted to by the shipped ProtoNet"
     app.screenshot("draw")
 
@@ -429,8 +430,9 @@ def test_embedding_space_umap(app):
 
 def test_embedding_click_shows_the_point(app):
     """Clicking a query in the map shows its image and says what it is, under the map
-    (after the UMAP test: the server's UMAP is compiled by then; PCA here is quick)."""
-    app.open("embedding")
+    (after the UMAP test: the server's UMAP is compiled by then; PCA here is quick).
+    On glyphs: the click lands where this dataset's PCA puts a query."""
+    app.open("embedding?dataset=glyphs")
     pca = app.key("emb_method").locator("label").filter(has_text=t("embedding.method.pca", lang="en"))
     app.act(pca.click, "choosing PCA")
     assert app.key("emb_method").get_by_role("radio").nth(2).is_checked(), "PCA is not chosen"
