@@ -124,8 +124,9 @@ class Session:
         until the page shows "Step i/last" for the new step."""
         slider = self.key("adapt_step").locator("input[type='range']")
         now, last = int(slider.input_value()), int(slider.get_attribute("max"))
+        first = int(slider.get_attribute("min"))  # a metric learner's trace starts at 1 shot
         direction = getattr(self, "_dir", 1)
-        if not 0 <= now + direction <= last:
+        if not first <= now + direction <= last:
             direction = -direction
         self._dir = direction
         target = now + direction
