@@ -224,8 +224,12 @@ def test_bn_modes(model: state.SessionModel) -> tuple[str, ...]:
     learner = model.learner
     if learner.task == "regression" or "test_bn" not in getattr(learner, "hp", {}):
         return ()
-    spec = next(h for h in type(learner).all_hyperparams() if h.name == "test_bn")
-    return tuple(spec.choices)
+    return tuple(_test_bn_spec(learner).choices)
+
+
+def _test_bn_spec(learner):
+    """The learner's declared ``test_bn`` hyper-parameter (its choices and validation)."""
+    return next(h for h in type(learner).all_hyperparams() if h.name == "test_bn")
 
 
 @contextmanager
@@ -236,9 +240,8 @@ def _test_bn(learner, mode: str | None):
     if mode is None or learner.hp.get("test_bn") == mode:
         yield
         return
-    spec = next(h for h in type(learner).all_hyperparams() if h.name == "test_bn")
     before = learner.hp["test_bn"]
-    learner.hp["test_bn"] = spec.validate(mode)
+    learner.hp["test_bn"] = _test_bn_spec(learner).validate(mode)
     try:
         yield
     finally:

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))   # run as a file from the repository root
 from metarep_core.checkpoints import load_checkpoint  # noqa: E402
 from metarep_core.data import load_dataset  # noqa: E402
 from metarep_core.episodes import EpisodeSampler  # noqa: E402
-from metarep_core.learners._sequence import reads_zeroed  # noqa: E402
+from metarep_core.learners._sequence import (MAX_PRESENTATION, accuracy_by_presentation,  # noqa: E402
+                                              reads_zeroed)
 
 
 GAP_MAX = 6  # gaps of 6 steps or more are pooled
@@ -43,15 +44,15 @@ def main() -> None:
     data = load_dataset(meta.get("dataset", "glyphs"))
     test = EpisodeSampler(data, "test", 5, 1, args.n_query, seed=args.seed)
     episodes = [test.sample(args.seed + i) for i in range(args.episodes)]
-    curves = np.stack([learner.presentation_accuracy(ep) for ep in episodes])
+    streams = [learner.stream_predictions(ep) for ep in episodes]  # each episode streamed once
+    curves = np.stack([accuracy_by_presentation(*s, MAX_PRESENTATION) for s in streams])
     for p in (1, 2, 5, 10):
         c = curves[:, p - 1]
         print(f"presentation {p:2d}: {100 * c.mean():.2f} ± {196 * c.std() / np.sqrt(len(c)):.2f}")
     # The 2nd presentation by how many steps after the 1st it comes: at 1 step, the 1st
     # one's label arrives with the 2nd image itself.
     by_gap: dict[int, list[bool]] = {}
-    for ep in episodes:
-        predicted, y, inst = learner.stream_predictions(ep)
+    for predicted, y, inst in streams:
         first: dict[int, int] = {}
         for t, (c, k) in enumerate(zip(y.tolist(), inst.tolist())):
             if k == 1:

@@ -4,7 +4,8 @@ One browser session answers an exercise, trains a model (3 steps) and moves the
 adaptation slider; a reload (a new Streamlit session) finds the trained model and the
 answer; the address bar's link opened in a fresh browser context (no cookies, no
 session) finds the same slider step and the same model. The server's run store is the
-test session's SQLite file (conftest.py's ``private_run_store``).
+test session's SQLite file (conftest.py's ``private_run_store``); the server is the
+suite's shared one (``app_server``).
 """
 from __future__ import annotations
 
@@ -15,25 +16,15 @@ import pytest
 from playwright.sync_api import expect
 
 try:
-    from browser_harness import EXCEPTION, REPO_ROOT, RunWatcher, StreamlitServer, wait_idle
+    from browser_harness import EXCEPTION, REPO_ROOT, RunWatcher, wait_idle
 except ImportError:  # tests/ as a package
-    from tests.browser_harness import EXCEPTION, REPO_ROOT, RunWatcher, StreamlitServer, wait_idle
+    from tests.browser_harness import EXCEPTION, REPO_ROOT, RunWatcher, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 EN = json.loads((REPO_ROOT / "app" / "i18n" / "en.json").read_text(encoding="utf-8"))
 SLOW_MS = 90_000
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def server():
-    server = StreamlitServer().start()
-    server.wait_healthy(timeout_s=90)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _context(chromium):
@@ -59,11 +50,11 @@ def _trained_caption(page):
     return page.get_by_text(EN["model.source.trained"].format(steps=STEPS))
 
 
-def test_a_reload_and_the_copied_link_reopen_the_model_the_answer_and_the_page(server, chromium):
+def test_a_reload_and_the_copied_link_reopen_the_model_the_answer_and_the_page(app_server, chromium):
     context, page, runs = _context(chromium)
     try:
         # An exercise answered (the inner-loop lesson sets MAML, 5-way 1-shot).
-        _act(page, runs, lambda: page.goto(f"{server.url}/lessons?lesson=inner_loop&step=2"),
+        _act(page, runs, lambda: page.goto(f"{app_server.url}/lessons?lesson=inner_loop&step=2"),
              "opening the lesson")
         choice = page.locator(".st-key-lesson_choice_inner_loop_2 label:has(input[type='radio'])")
         _act(page, runs, choice.first.click, "choosing an answer")

@@ -59,6 +59,18 @@ def instance_numbers(labels: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out)
 
 
+def accuracy_by_presentation(predicted: torch.Tensor, labels: torch.Tensor, presentation: torch.Tensor,
+                             max_presentation: int) -> np.ndarray:
+    """(max_presentation,) float: entry ``p - 1`` is the accuracy of the steps that are
+    the p-th presentation of their class (all (T,)), NaN where there is none."""
+    correct = (predicted == labels).float()
+    out = np.full(max_presentation, np.nan, dtype=np.float32)
+    for p in range(1, max_presentation + 1):
+        if (presentation == p).any():
+            out[p - 1] = correct[presentation == p].mean().item()
+    return out
+
+
 #: Santoro et al.'s figure reports the 1st, 2nd, 5th and 10th presentation; the trace
 #: keeps every presentation from the 1st to this one.
 MAX_PRESENTATION = 10
@@ -191,13 +203,7 @@ class SequenceMemoryLearner(MetaLearner):
         Returns (max_presentation,) float: entry ``p - 1`` is the accuracy at the p-th
         presentation of a class, NaN where no class is shown p times.
         """
-        predicted, y, inst = self.stream_predictions(episode)
-        correct = (predicted == y).float()
-        out = np.full(max_presentation, np.nan, dtype=np.float32)
-        for p in range(1, max_presentation + 1):
-            if (inst == p).any():
-                out[p - 1] = correct[inst == p].mean().item()
-        return out
+        return accuracy_by_presentation(*self.stream_predictions(episode), max_presentation)
 
     @torch.no_grad()
     def adapt(self, episode: Episode, record: bool = False) -> Adapted:
