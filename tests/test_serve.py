@@ -31,3 +31,20 @@ def test_malloc_arenas_are_limited_unless_the_environment_says_otherwise():
     assert _run("from app import serve; print(serve.limit_malloc_arenas())").strip() == "True"
     assert _run("from app import serve; print(serve.limit_malloc_arenas())",
                 MALLOC_ARENA_MAX="4").strip() == "False"
+
+
+def test_the_first_pages_data_is_loaded_before_the_server_starts():
+    """The default dataset, glyphs and the lessons come from the shared caches on the
+    first page run: after warm_data, loading them again parses nothing."""
+    out = _run(
+        "import sys; from app import serve, lesson_state; serve.warm_imports(); serve.warm_data()\n"
+        "from metarep_core.data import _load_builtin, load_dataset\n"
+        "from app.state import Settings\n"
+        "before = _load_builtin.cache_info()\n"
+        "load_dataset(Settings().dataset, seed=0); load_dataset('glyphs', seed=0)\n"
+        "after = _load_builtin.cache_info()\n"
+        "def refuse(*a, **k): raise AssertionError('lessons parsed again')\n"
+        "lesson_state.load_lessons = refuse\n"
+        "print(after.hits - before.hits, after.misses - before.misses, len(lesson_state.all_lessons()[0]) > 0,"
+        " 'streamlit.emojis' in sys.modules)")
+    assert out.split()[-4:] == ["2", "0", "True", "True"]
