@@ -113,3 +113,28 @@ def test_importing_the_app_jobs_does_not_import_ray():
     code = "import sys, app.jobs; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_the_train_page_says_the_cluster_is_unreachable_and_trains_here(monkeypatch):
+    """METAREP_RAY_ADDRESS names a head that is not there: the run starts at once in the
+    local pool, and the page says why and where it runs."""
+    from app_harness import goto, new_app, set_and_run, strings
+    en = strings("en")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"ray://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("METAREP_RAY_ADDRESS", address)
+    at = new_app()
+    goto(at, "train")
+    set_and_run(at, algorithm="protonet", n_way=5, k_shot=1, n_query=2, train_steps=3)
+    t0 = time.monotonic()
+    at.button(key="train_start").click().run()
+    assert time.monotonic() - t0 < 30  # a page run, not Ray's minute of retries
+    job = at.session_state["job"]
+    assert job.where == "local" and not job.on_cluster
+    job.wait(120)
+    at.run()
+    warnings = [w.value.replace("\u2060", "") for w in at.warning]  # safe_text breaks links
+    assert any(address in w and w.startswith(en["jobs.cluster_fallback"].split("{")[0]) for w in warnings), warnings
+    assert en["train.where_local"] in [c.value for c in at.caption]
+    assert job.status == "done"
