@@ -118,11 +118,17 @@ def scenario_kill(head, board, store) -> dict:
     job.wait(120)
     out = {"where": job.where, "status": job.status, "error": job.error, "best_kept": job.best_kept,
            "step_at_kill": step_at_kill, "pid": pid, **_keep(store, job)}
-    # Resume: a new run from the kept weights, on the same cluster (the app's "Start").
+    # Resume: a new run from the kept weights, on the same cluster (the app's "Start"),
+    # then stopped by the user (the app's "Stop") once it has a validated best.
     kept = {k: v.clone() for k, v in job.learner.state_dict().items()}
-    again = _job(job.learner, steps=6, val_every=3)
+    again = _job(job.learner, steps=3000, val_every=3)
     again.submit(board)
-    again.wait(180)
+    deadline = time.monotonic() + 180
+    while again.step < 4 and again.active and time.monotonic() < deadline:
+        time.sleep(0.2)
+    again.stop()
+    again.wait(120)
+    out.update(resumed_step=again.step, resumed_result=again.result)
     sent = load_checkpoint(again.remote.checkpoint)[0].state_dict() if again.remote else {}
     out.update(resumed_status=again.status, resumed_error=again.error, resumed_where=again.where,
                resumed_from_kept=bool(sent) and all(torch.equal(kept[k], v) for k, v in sent.items()))

@@ -65,9 +65,12 @@ def test_a_killed_worker_fails_the_job_and_keeps_the_best_checkpoint(results):
     assert "lost" in r["error"] and "died" in r["error"], r["error"]
     assert r["best_kept"] is not None and 5 <= r["best_kept"] <= r["step_at_kill"] + 5, r
     assert r["stored"] and r["stored_equal"], "the kept checkpoint is not in the store"
-    # The app went on: the user trained on from the kept weights, on the same cluster.
-    assert r["resumed_status"] == "done" and r["resumed_where"].startswith("ray://"), r
+    # The app went on: the user trained on from the kept weights, on the same cluster,
+    # and stopped that run; it ended "stopped" between steps with its best weights.
+    assert r["resumed_where"].startswith("ray://") and r["resumed_error"] is None, r
     assert r["resumed_from_kept"], "the resumed run did not start from the kept weights"
+    assert r["resumed_status"] == "stopped" and 4 <= r["resumed_step"] < 100, r
+    assert r["resumed_result"].get("best_step", 0) >= 3, r
 
 
 def test_an_unreachable_head_is_said_at_once_and_the_job_trains_here(results):

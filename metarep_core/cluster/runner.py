@@ -220,9 +220,10 @@ class RemoteTraining:
             return ray.get(ref, timeout=timeout)
         except (ray.exceptions.RayError, ConnectionError) as exc:
             from .connect import describe_error
-            if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(
-                    exc, ray.exceptions.RayActorError):
-                raise exc.as_instanceof_cause() from None  # the Trainer's own error, e.g. MetaRepError
+            from ..errors import MetaRepError
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, MetaRepError):  # the Trainer's own refusal, said as locally
+                raise MetaRepError(str(cause)) from None
             raise WorkerLost(describe_error(exc)) from None
 
     def ready(self, timeout: float = 0.0) -> bool:
@@ -245,8 +246,9 @@ class RemoteTraining:
         if got["best_version"] != self._best_version:
             version, data = self._get(self.actor.best.remote())
             if data is not None:
+                from ..checkpoints import read_metadata
                 self._best_version, self.best = version, data
-                self.best_step = max((i["step"] for i in got["infos"]), default=self.best_step)
+                self.best_step = read_metadata(data).get("steps")
         return got["infos"]
 
     def finished(self) -> bool:
