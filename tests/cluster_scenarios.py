@@ -6,6 +6,8 @@ order, and prints one JSON object per scenario on a line of its own, prefixed
 ``SCENARIO``; the test asserts on them. The scenarios, each through
 :class:`app.jobs.TrainingJob` on a :class:`app.job_board.JobBoard` and a SQLite run store:
 
+- ``page``: the Train page (AppTest) starts a run with the cluster set; what the page
+  says, the model adopted, kept in the run store and back through the run's link;
 - ``train``: a short ProtoNet run on glyphs trains on the cluster; its history, the
   checkpoint kept in the store, the test accuracy of the result;
 - ``kill``: the actor's worker process SIGKILLed mid-run; the job's status and error, the
@@ -30,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # app_harness, as the AppTest suites import it
 
 import torch  # noqa: E402
 
@@ -173,7 +176,39 @@ def scenario_cli(head, board, store) -> dict:
             "bad_s": round(time.monotonic() - t0, 2)}
 
 
-SCENARIOS = {"train": scenario_train, "kill": scenario_kill, "unreachable": scenario_unreachable,
+def scenario_page(head, board, store) -> dict:
+    """The Train page itself (AppTest): Start with the cluster set, the page's words, the
+    result adopted and kept in the run store, and the link bringing it back."""
+    from streamlit.testing.v1 import AppTest
+
+    from app_harness import MAIN, goto, new_app, set_and_run
+    os.environ[ENV_VAR] = head["client"]
+    at = new_app()
+    goto(at, "train")
+    set_and_run(at, algorithm="protonet", n_way=5, k_shot=1, n_query=2, train_steps=6)
+    at.button(key="train_start").click().run()
+    job = at.session_state["job"]
+    job.wait(180)
+    at.run()  # main.py adopts the result: the session's model, kept in the run store
+    key = job.model_key
+    model = at.session_state["models"][key]
+    captions = [c.value for c in at.caption]
+    run = at.query_params.get("run")
+    again = AppTest.from_file(str(MAIN), default_timeout=120)
+    again.query_params.update({"run": run})
+    again.run()
+    goto(again, "train")
+    back = again.session_state["models"].get(key)
+    return {"where": job.where, "status": job.status, "error": job.error, "captions": captions,
+            "source": model.source, "adopted": model.learner is job.learner,
+            "exceptions": [str(e.value) for e in at.exception],
+            "reopened_source": back.source if back else None,
+            "reopened_steps": back.meta.get("steps") if back else None,
+            "reopened_equal": bool(back) and all(torch.equal(a, b) for a, b in zip(
+                back.learner.state_dict().values(), model.learner.state_dict().values()))}
+
+
+SCENARIOS = {"page": scenario_page, "train": scenario_train, "kill": scenario_kill, "unreachable": scenario_unreachable,
              "cli": scenario_cli}
 
 
@@ -184,6 +219,7 @@ def main(names: list[str]) -> int:
     torch.set_num_threads(1)
     _dataset()  # generated (or read from the cache) once, before any timing
     tmp = Path(tempfile.mkdtemp(prefix="mr-store-"))
+    os.environ["METAREP_DB_URL"] = f"sqlite:///{tmp / 'app.sqlite3'}"  # the app's run store
     store = RunStore(f"sqlite:///{tmp / 'runs.db'}")
     store.url_dir = tmp  # the scenarios' scratch folder, removed at the end
     board = JobBoard(workers=1, reap_every_s=3600)

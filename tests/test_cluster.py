@@ -16,7 +16,7 @@ from tests.netns_harness import run_in_netns
 
 pytestmark = pytest.mark.cluster
 
-SCENARIOS = ("train", "kill", "unreachable", "cli")
+SCENARIOS = ("page", "train", "kill", "unreachable", "cli")
 CHANCE = 100.0 / 5  # 5-way episodes
 
 
@@ -45,6 +45,16 @@ def test_the_namespace_has_only_loopback():
     names = [line.split(":")[1].strip() for line in proc.stdout.splitlines() if line.strip()]
     assert names == ["lo"], proc.stdout
     assert "UP" in proc.stdout.split(":")[2], proc.stdout
+
+
+def test_the_train_page_trains_on_the_cluster_and_keeps_the_result(results):
+    r = results["page"]
+    assert r["exceptions"] == [] and r["error"] is None and r["status"] == "done", r
+    assert r["where"] == "ray://127.0.0.1:23001", r
+    assert "Runs on the Ray cluster at ray://127.0.0.1:23001." in r["captions"], r["captions"]
+    assert r["source"] == "trained" and r["adopted"], r
+    # The run's link (a reload, another server) brings the cluster-trained model back.
+    assert r["reopened_source"] == "trained" and r["reopened_steps"] == 6 and r["reopened_equal"], r
 
 
 def test_a_job_submitted_through_the_app_trains_on_the_cluster(results):
