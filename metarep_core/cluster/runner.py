@@ -109,10 +109,6 @@ class TrainingRunner:
         """The worker's process id (the fault tests kill it)."""
         return os.getpid()
 
-    def node(self) -> dict:
-        import torch
-        return {"pid": os.getpid(), "cuda": torch.cuda.is_available(), "device": self.device}
-
     def stop(self) -> None:
         self._stop.set()
 
