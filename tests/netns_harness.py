@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GCS_PORT = 6390
+# Outside Ray's worker port range (10002-19999). The Client server starts one server per
+# client on the first free port of 23000-23999; it skips this one, which it listens on.
 CLIENT_PORT = 23001
 UNSHARE = ("unshare", "--net", "--pid", "--fork", "--mount-proc")
 
