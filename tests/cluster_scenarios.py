@@ -171,9 +171,13 @@ def scenario_cli(head, board, store) -> dict:
     t0 = time.monotonic()
     bad = subprocess.run(cmd + ["--cluster", NOWHERE], env=env, capture_output=True, text=True,
                          timeout=60, cwd=ROOT)
-    return {"rc": ok.returncode, "stdout": ok.stdout[-2000:], "stderr": ok.stderr[-3000:],
+    bad_s = time.monotonic() - t0
+    # The head has no GPU: --device cuda is refused, not queued for ever.
+    gpu = subprocess.run(cmd + ["--cluster", head["gcs"], "--device", "cuda"], env=env,
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return {"gpu_rc": gpu.returncode, "gpu_stderr": gpu.stderr[-2000:], "rc": ok.returncode, "stdout": ok.stdout[-2000:], "stderr": ok.stderr[-3000:],
             "loaded": loaded, "bad_rc": bad.returncode, "bad_stderr": bad.stderr,
-            "bad_s": round(time.monotonic() - t0, 2)}
+            "bad_s": round(bad_s, 2)}
 
 
 def scenario_page(head, board, store) -> dict:

@@ -101,3 +101,6 @@ def test_the_cli_trains_on_the_cluster_with_its_usual_progress(results):
     assert r["bad_rc"] == 2 and r["bad_s"] < 20, r
     lines = [line for line in r["bad_stderr"].splitlines() if line.strip()]
     assert len(lines) == 1 and "ray://127.0.0.1:23999" in lines[0], r["bad_stderr"]
+    # --device cuda on a cluster without a GPU: said at once, not queued for ever.
+    gpu = [line for line in r["gpu_stderr"].splitlines() if line.startswith("error:")]
+    assert r["gpu_rc"] == 2 and len(gpu) == 1 and "has no GPU" in gpu[0], r["gpu_stderr"]

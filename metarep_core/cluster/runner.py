@@ -199,6 +199,13 @@ class RemoteTraining:
         import ray
         cls = ray.remote(TrainingRunner)
         gpus = 1 if self.device.startswith("cuda") else 0
+        if gpus and ray.cluster_resources().get("GPU", 0) < gpus:
+            # Ray would queue the actor until a GPU node joins: say so now instead.
+            from ..errors import MetaRepError
+            from .connect import connected_address
+            raise MetaRepError(f"device {self.device!r} was asked for but the Ray cluster at "
+                               f"{connected_address()} has no GPU; use --device cpu, or add a "
+                               "GPU node (ray start --num-gpus 1 ...)")
         # max_concurrency > 1 makes it a threaded actor: progress() and stop() are
         # answered while run() trains. max_restarts=0: a lost worker fails the job
         # (a restarted actor would start training over from the first weights).
