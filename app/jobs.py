@@ -37,6 +37,11 @@ from metarep_core.training import Trainer  # imported here, not in a worker thre
 __all__ = ["GRACE_S", "MAX_WAITING", "MAX_WORKERS", "TrainingJob", "adopt_result", "job_board",
            "session_job"]
 
+# Local runs train in a child process of their own (metarep_core/process_runner.py):
+# a training thread held the GIL against every page run (issue 13). "0" trains in the
+# worker thread itself, as before.
+TRAIN_IN_PROCESS = os.environ.get("METAREP_TRAIN_PROCESS", "1") != "0"
+
 # The first meta-step in a process imports and initialises lazily loaded modules
 # (torch.func, a learner's helpers); two workers doing that for the first time at once
 # can see a half-initialised module. The first steps therefore take turns.
@@ -190,6 +195,8 @@ class TrainingJob:
             if self.status != "queued":  # stopped while it waited
                 return
             self.status = "running"
+        if TRAIN_IN_PROCESS:
+            return self._run_in_process()
         torch.set_num_threads(1)  # two workers on two cores: one thread each
         self.started_at = time.monotonic()
         self._holds_lock = False
@@ -233,8 +240,7 @@ class TrainingJob:
     def _run_on_cluster(self) -> None:
         """The driver thread of a cluster run: the remote Trainer's steps come back
         through ``_on_progress``, its best weights become ``learner``."""
-        from metarep_core.checkpoints import load_checkpoint
-        from metarep_core.cluster.runner import RemoteTraining, WorkerLost
+        from metarep_core.cluster.runner import RemoteTraining
         try:
             connect(self.where)
         except ClusterUnavailable as exc:
@@ -242,12 +248,31 @@ class TrainingJob:
             if self.board is None:  # run by hand, not through a board: train here, now
                 return self._run()
             return self.board.run_locally(self)
+        self._drive(lambda: RemoteTraining(
+            self.learner, self.dataset, self._trainer_args(), device=self.device,
+            meta={"dataset": self.model_key[1], "seed": self.seed}))
+
+    def _run_in_process(self) -> None:
+        """A local run in a child process (the worker thread drives it): no GIL taken
+        from the page runs, and the child runs at the workers' lower priority."""
+        from app.job_board import WORKER_NICE
+        from metarep_core.process_runner import LocalProcessTraining
+        self.started_at = time.monotonic()
+        self._drive(lambda: LocalProcessTraining(
+            self.learner, self.dataset, self._trainer_args(),
+            meta={"dataset": self.model_key[1], "seed": self.seed}, nice=WORKER_NICE))
+
+    def _drive(self, make_driver) -> None:
+        """Run the job through a driver (a Ray actor's handle or a child process's, both
+        with ``drive(callback, stop_event, on_start)``): its steps come back through
+        ``_on_progress``, its best weights become ``learner``; a lost worker fails the
+        job and keeps the best weights received."""
+        from metarep_core.checkpoints import load_checkpoint
+        from metarep_core.cluster.runner import WorkerLost
         status = "failed"
         remote = None
         try:
-            remote = self.remote = RemoteTraining(
-                self.learner, self.dataset, self._trainer_args(), device=self.device,
-                meta={"dataset": self.model_key[1], "seed": self.seed})
+            remote = self.remote = make_driver()
             result = remote.drive(self._on_progress, self.stop_event, on_start=self._started)
             self.result = dict(result.get("metrics") or {})
             self.message = result.get("message") or ""
@@ -263,8 +288,8 @@ class TrainingJob:
                 self.learner, meta = load_checkpoint(remote.best)
                 self.best_kept = int(meta.get("steps") or remote.best_step or self.step)
                 self.result = dict(meta.get("metrics") or {})
-            self.error = t("jobs.worker_lost_kept" if kept else "jobs.worker_lost", self.lang,
-                           reason=str(exc),
+            key = "jobs.worker_lost" if self.on_cluster else "jobs.process_lost"
+            self.error = t(key + "_kept" if kept else key, self.lang, reason=str(exc),
                            step=self.best_kept, address=self.where)
         except MetaRepError as exc:
             self.error = str(exc)

@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     warm_imports()
     warm_data()
     freeze_heap()
+    from metarep_core import process_runner
+    process_runner.preload()  # the training processes' fork server, torch imported once
     from streamlit.web.cli import main as streamlit_main
     sys.argv = ["streamlit", *argv]
     streamlit_main(prog_name="streamlit")
