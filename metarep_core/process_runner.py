@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue as queue_module
 import threading
 
@@ -56,7 +57,7 @@ def preload() -> None:
     del ctx
 
 
-def _child(checkpoint: bytes, payload: tuple, trainer_args: dict, meta: dict, device: str,
+def _child(checkpoint: bytes, payload: bytes, trainer_args: dict, meta: dict, device: str,
            nice: int, out, stop) -> None:
     """The training process: a :class:`TrainingRunner` whose steps and best weights are
     sent to the driver through ``out`` (a multiprocessing queue) as they come."""
@@ -71,7 +72,7 @@ def _child(checkpoint: bytes, payload: tuple, trainer_args: dict, meta: dict, de
                  str(exc)))
 
     try:
-        runner = TrainingRunner(checkpoint, payload, trainer_args, device=device, meta=meta, threads=1)
+        runner = TrainingRunner(checkpoint, pickle.loads(payload), trainer_args, device=device, meta=meta, threads=1)
     except Exception as exc:
         refused(exc)
         return
@@ -109,7 +110,10 @@ class LocalProcessTraining:
                  meta: dict | None = None, nice: int = 0):
         from .checkpoints import checkpoint_to_bytes
         self.checkpoint = checkpoint_to_bytes(learner, **dict(meta or {}))
-        self.payload = dataset_payload(dataset)
+        # Pickled here with the plain pickler: multiprocessing's would hand each tensor
+        # over as a shared-memory file descriptor, and an upload has one per class (the
+        # fork server passes at most 256). Our own object, made in this process.
+        self.payload = pickle.dumps(dataset_payload(dataset), protocol=pickle.HIGHEST_PROTOCOL)
         self.trainer_args = dict(trainer_args)
         self.device, self.meta = str(device), dict(meta or {})
         # Relative to the process's main thread (the page runs' priority), whichever

@@ -127,3 +127,20 @@ def test_the_worker_thread_still_trains_when_processes_are_switched_off(board, m
     job.wait(240)
     assert job.status == "done" and job.remote is None and len(job.history) == 40
     assert _accuracy(job.learner) > untrained + 5
+
+
+def test_an_uploaded_dataset_is_sent_to_the_training_process(board):
+    """A dataset that is not built in (an upload: one tensor per class) travels as a
+    copy; handed over as shared-memory descriptors it failed ("too many fds")."""
+    import dataclasses
+    import pickle
+    from app.jobs import TrainingJob
+    base = _job(steps=1, val_every=0)
+    upload = dataclasses.replace(base.dataset, name="my-upload", params={})
+    job = TrainingJob(base.learner, upload, model_key=("protonet", "upload:abc", 5, tuple(upload.input_shape)),
+                      n_way=5, k_shot=1, n_query=5, steps=30, seed=0, val_every=30, val_episodes=10)
+    board.submit(job, "session-upload")
+    _child_pid(job)
+    assert pickle.loads(job.remote.payload)[0] == "copy"
+    job.wait(240)
+    assert job.status == "done" and len(job.history) == 30, (job.status, job.error)
