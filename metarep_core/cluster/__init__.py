@@ -1,0 +1,22 @@
+"""Running the heavy work (training, long evaluations) on a Ray cluster (issue 14).
+
+Public API (stable: the app, the CLI and the Compare/evaluation code build on it):
+
+:mod:`metarep_core.cluster.connect`
+    ``ENV_VAR`` (``"METAREP_RAY_ADDRESS"``), ``ClusterUnavailable`` (a MetaRepError),
+    ``ray_address(environ=None) -> str | None``, ``parse_address(address) -> (scheme, host,
+    port)``, ``check_reachable(address, timeout_s=CONNECT_TIMEOUT_S)``,
+    ``connect(address=None, timeout_s=CONNECT_TIMEOUT_S) -> str`` (the address connected
+    to), ``connected_address() -> str | None``, ``describe_error(exc) -> str``.
+:mod:`metarep_core.cluster.runner`
+    ``TrainingRunner`` (the Ray actor's class), ``RemoteTraining`` (the driver's handle:
+    ``start()``, ``poll()``, ``stop()``, ``wait()``, ``best``), ``WorkerLost``.
+
+Ray itself is imported only when a cluster is used: a server without one never pays
+for the import.
+"""
+from .connect import (CONNECT_TIMEOUT_S, ENV_VAR, ClusterUnavailable, check_reachable, connect,
+                      connected_address, describe_error, parse_address, ray_address)
+
+__all__ = ["CONNECT_TIMEOUT_S", "ENV_VAR", "ClusterUnavailable", "check_reachable", "connect",
+           "connected_address", "describe_error", "parse_address", "ray_address"]
