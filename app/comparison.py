@@ -23,11 +23,17 @@ from metarep_core.store.results import FORMAT, VERSION
 
 
 def compare(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
-            episodes: int, on_progress: Callable[[str, float, int, int], object] | None = None
-            ) -> dict[str, dict]:
+            episodes: int, on_progress: Callable[[str, float, int, int], object] | None = None,
+            cluster: str | None = None) -> dict[str, dict]:
     """Each model scored on the same ``episodes`` episodes (seeds ``settings.seed``...):
-    ``{name: {"scores": (episodes,), "summary": {metric, "ci95"}, "source": ...}}``.
-    ``on_progress(name, fraction of all, done, total)`` after each episode."""
+    ``{name: {"scores": (episodes,), "summary": {metric, "ci95"}, "source": ...,
+    "seconds_per_query", "model": weights digest}}``. ``on_progress(name, fraction of
+    all, done, total)`` after each episode; with ``cluster`` (a Ray address) one Ray task
+    per model runs them on that cluster, and ``on_progress`` comes as each model's task
+    finishes (``done == total == episodes``). :class:`ClusterUnavailable` when that
+    cluster cannot be used."""
+    if cluster is not None:
+        return _compare_on_cluster(models, dataset, settings, episodes, on_progress, cluster)
     regression = dataset.task == "regression"
     s, out = settings, {}
     for j, (name, model) in enumerate(models.items()):
@@ -44,6 +50,45 @@ def compare(models: dict[str, state.SessionModel], dataset, settings: state.Sett
                      "seconds_per_query": (time.perf_counter() - started) / max(queries, 1),
                      "model": weights_digest(model)}
     return out
+
+
+def _compare_on_cluster(models, dataset, settings, episodes, on_progress, address) -> dict[str, dict]:
+    from metarep_core.checkpoints import checkpoint_to_bytes
+    from metarep_core.cluster.evaluate import remote_episode_scores
+    s, regression = settings, dataset.task == "regression"
+
+    def done(name, n_done, total):
+        if on_progress is not None:
+            on_progress(name, n_done / total, episodes, episodes)
+    got = remote_episode_scores({name: checkpoint_to_bytes(m.learner, source=m.source) for name, m in models.items()},
+                                dataset, address=address, on_done=done, split=s.split, n_way=s.n_way,
+                                k_shot=s.k_shot, n_query=s.n_query, episodes=episodes, seed=s.seed)
+    out = {}
+    for name, model in models.items():
+        scores = got[name]["scores"]
+        queries = len(scores) * s.n_way * s.n_query
+        out[name] = {"scores": scores, "summary": summarize(scores, regression=regression),
+                     "source": model.source, "seconds_per_query": got[name]["seconds"] / max(queries, 1),
+                     "model": weights_digest(model)}
+    return out
+
+
+def run_comparison(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
+                   episodes: int, on_progress=None, address: str | None = None
+                   ) -> tuple[dict[str, dict], str, str | None]:
+    """:func:`compare` where the deployment says: on the Ray cluster of ``address``
+    (default ``METAREP_RAY_ADDRESS``) when one is named, else here. Returns ``(results,
+    where, why_not_cluster)``: ``where`` "ray" or "local"; ``why_not_cluster`` the
+    reason when a named cluster could not be used and the comparison ran here instead
+    (said on the page), else None."""
+    from metarep_core.cluster import ClusterUnavailable, ray_address
+    address = address or ray_address()
+    if address:
+        try:
+            return compare(models, dataset, settings, episodes, on_progress, cluster=address), "ray", None
+        except ClusterUnavailable as exc:
+            return compare(models, dataset, settings, episodes, on_progress), "local", str(exc)
+    return compare(models, dataset, settings, episodes, on_progress), "local", None
 
 
 # ------------------------------------------------------------------ what a result was computed for

@@ -12,7 +12,8 @@ from app.figures.compare import comparison_figure
 from app.figures import how_to_read
 from app.figures.paired import paired_difference_figure
 from app.i18n import t
-from app.safe_text import show
+from app.messages import user_message
+from app.safe_text import plain, show
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -52,12 +53,14 @@ def run_button(ctx, models: dict, n_episodes: int, run_key: tuple) -> None:
     def progress(name, fraction, done, total):
         bar.progress(fraction, text=t("compare.running_one", name=name, done=done, total=total))
     try:
-        results = comparison.compare(models, ctx.dataset, ctx.settings, n_episodes, on_progress=progress)
+        results, where, why_not = comparison.run_comparison(models, ctx.dataset, ctx.settings, n_episodes,
+                                                            on_progress=progress)
     except MetaRepError as exc:
         show("error", exc)
         st.stop()
     bar.empty()
-    where = "local"
+    if why_not:  # a named cluster that could not be used: said, and the run was made here
+        st.warning(t("compare.cluster_fallback", error=plain(user_message(why_not))))
     st.session_state["compare_result"] = (run_key, results, where)
     persistence.keep_comparison(comparison.to_record(results, ctx.settings, ctx.dataset_id, ctx.task, where))
 
@@ -184,6 +187,7 @@ if result is None or result[0] != run_key:  # never a result of other choices as
     st.info(t("compare.press_run") if result is None else t("compare.other_choices"))
     st.stop()
 results = result[1]
+st.caption(t("compare.where." + result[2]))
 shown = comparison.with_human(results, st.session_state.get(human.STATE_KEY), ctx.settings,
                             ctx.dataset_id)
 summary(shown, metric, n_episodes, chance=None if regression else 100.0 / ctx.settings.n_way)
