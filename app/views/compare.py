@@ -14,6 +14,7 @@ from app.figures.paired import paired_difference_figure
 from app.i18n import t
 from app.messages import user_message
 from app.safe_text import plain, show
+from metarep_core.cluster import ray_address
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -48,7 +49,7 @@ def run_button(ctx, models: dict, n_episodes: int, run_key: tuple) -> None:
     results, where)``, and in the session's run (the store) for a reload or another server."""
     if not st.button(t("compare.run"), key="compare_run", type="primary"):
         return
-    bar = st.progress(0.0, text=t("compare.running"))
+    bar = st.progress(0.0, text=t("compare.running_cluster" if ray_address() else "compare.running"))
 
     def progress(name, fraction, done, total):
         bar.progress(fraction, text=t("compare.running_one", name=name, done=done, total=total))
