@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 MAX_WORKERS = int(os.environ.get("METAREP_TRAIN_WORKERS", "2"))   # jobs training at once
 MAX_WAITING = int(os.environ.get("METAREP_TRAIN_QUEUE", "16"))    # jobs waiting behind them
 GRACE_S = float(os.environ.get("METAREP_JOB_GRACE_S", "6"))       # tab gone -> job stopped
+# Cluster jobs (METAREP_RAY_ADDRESS) do not take a local worker: the cluster's scheduler
+# queues their actors until it has a CPU (or GPU) for them, and here each costs one
+# thread that sleeps between polls. This cap only bounds those threads.
+MAX_CLUSTER_JOBS = int(os.environ.get("METAREP_RAY_JOBS", "200"))
 WORKER_NICE = 10  # added to a worker thread's niceness (0 = page runs' priority)
 KEEP_FINISHED_S = 600.0  # a kept, finished job stays attachable by its token this long
 REAP_EVERY_S = 1.0
@@ -146,8 +150,11 @@ class JobBoard:
             active = [j for j in self.jobs.values() if j.active]
             if owner is not None and any(j.owner == owner for j in active):
                 raise MetaRepError(t("jobs.one_per_session"))
+            on_cluster = [j for j in active if j.on_cluster]
+            if job.on_cluster and len(on_cluster) >= MAX_CLUSTER_JOBS:
+                raise MetaRepError(t("jobs.cluster_full", running=len(on_cluster)))
             capacity = len(self.workers) + MAX_WAITING
-            if len(active) >= capacity:
+            if not job.on_cluster and len(active) - len(on_cluster) >= capacity:
                 raise MetaRepError(t("jobs.queue_full", running=len(self.workers),
                                      waiting=MAX_WAITING))
             # The session's earlier, finished jobs are not reachable any more: its
@@ -155,9 +162,23 @@ class JobBoard:
             for old in [j for j in self.jobs.values() if j.owner == owner and owner is not None]:
                 self.jobs.pop(old.token, None)
             job.owner = owner
+            job.board = self
             self.jobs[job.token] = job
+            if job.on_cluster:  # its own driver thread, outside the local pool
+                threading.Thread(target=job._run, name=f"metarep-ray-{job.token[:8]}",
+                                 daemon=True).start()
+                return
             self._waiting.append(job)
             self._cond.notify()
+
+    def run_locally(self, job: TrainingJob) -> None:
+        """Queue an already submitted cluster job in the local pool (Ray refused it)."""
+        with self._cond:
+            if not self._closing:
+                self._waiting.append(job)
+                self._cond.notify()
+                return
+        job.stop("server_stopping")
 
     def attach(self, token: str, session_id: str | None, wait_s: float = 3.0) -> TrainingJob | None:
         """The job named ``token`` handed over to ``session_id`` (a reloaded tab), or None

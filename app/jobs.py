@@ -7,10 +7,19 @@ own deep copy of the session's model; pages poll the job (``st.fragment(run_ever
 and read its history, which only the worker appends to. The job's random ``token`` is
 kept in the page's URL (``?job=<token>``): a reload is a new Streamlit session, and
 :func:`session_job` finds the job again through it.
+
+With ``METAREP_RAY_ADDRESS`` set, :meth:`TrainingJob.submit` sends the job to that Ray
+cluster (:mod:`metarep_core.cluster`): a driver thread replays the remote Trainer's
+steps into the same ``history``/``val_curve``/``eta_s`` and adopts the remote result,
+so a page cannot tell where it ran except by ``where``. A head that does not answer
+at submit leaves the job in the local pool with a ``notice`` saying why. A worker lost
+mid-run fails the job with a readable ``error``; the best weights fetched so far
+become its ``learner`` (``best_kept`` is their step) and are adopted like a result.
 """
 from __future__ import annotations
 
 import copy
+import os
 import secrets
 import threading
 import time
@@ -19,7 +28,9 @@ import traceback
 import streamlit as st
 import torch
 
+from app.i18n import current_lang, t
 from app.job_board import GRACE_S, MAX_WAITING, MAX_WORKERS, JobBoard, current_session_id, job_board
+from metarep_core.cluster import ClusterUnavailable, check_reachable, connect, ray_address
 from metarep_core.errors import MetaRepError
 from metarep_core.training import Trainer  # imported here, not in a worker thread (import races)
 
@@ -42,11 +53,15 @@ class TrainingJob:
     ``token`` names the job in the URL; ``owner`` is the Streamlit session it belongs
     to; ``keep`` spares it when that session ends; ``stop_reason`` says who stopped it
     ("user", "session_ended", "server_stopping").
+    ``where`` is "local" or the Ray cluster's address (set at submit); ``notice`` says
+    why a cluster job fell back to the local pool; ``best_kept`` is the step of the
+    best weights kept from a failed cluster run (None otherwise). ``device`` is for
+    cluster runs ("cuda" asks Ray for a GPU node; ``METAREP_RAY_DEVICE``, default cpu).
     """
 
     def __init__(self, learner, dataset, *, model_key: tuple, n_way: int, k_shot: int,
                  n_query: int, steps: int, seed: int, val_every: int = 0, val_episodes: int = 20,
-                 keep: bool = False):
+                 keep: bool = False, device: str | None = None):
         self.learner = copy.deepcopy(learner)  # the session's model stays untouched while training
         self.learner.train()
         self.dataset = dataset
@@ -73,21 +88,56 @@ class TrainingJob:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.collected = False  # has the session adopted the result as its model?
+        self.where = "local"
+        self.notice: str | None = None
+        self.best_kept: int | None = None
+        self.device = device or os.environ.get("METAREP_RAY_DEVICE", "cpu")
+        self.remote = None  # the RemoteTraining handle of a cluster run
+        self.board: JobBoard | None = None  # set by JobBoard.submit
+        self.lang = current_lang()  # the driver thread words its messages in the page's language
         self._ended = threading.Event()
         self._lock = threading.Lock()  # the queued -> running | stopped transition
 
     # ----------------------------------------------------------------- control
     def submit(self, board: "JobBoard | None" = None) -> "TrainingJob":
-        """Queue this job for the current session (MetaRepError when it may not)."""
+        """Queue this job for the current session (MetaRepError when it may not): on the
+        Ray cluster when ``METAREP_RAY_ADDRESS`` names one that answers, else here."""
+        self.route()
         (board or job_board()).submit(self, current_session_id())
         return self
+
+    def route(self, address: str | None = None) -> None:
+        """Decide where the job runs: the cluster at ``address`` (default
+        ``METAREP_RAY_ADDRESS``) when its head answers a TCP connect within seconds,
+        else this server, with ``notice`` saying why. (Ray itself is joined later, in
+        the job's driver thread: ``ray.init`` can take long on a busy head, and no page
+        waits for it; a refusal there also falls back to the local pool.)"""
+        address = address if address is not None else ray_address()
+        if not address:
+            return
+        try:
+            check_reachable(address)
+        except ClusterUnavailable as exc:
+            self._fall_back(exc)
+        else:
+            self.where = address.strip()
+
+    def _fall_back(self, exc: Exception) -> None:
+        self.where = "local"
+        self.notice = t("jobs.cluster_fallback", self.lang, reason=str(exc))
+
+    @property
+    def on_cluster(self) -> bool:
+        return self.where != "local"
 
     def stop(self, reason: str = "user") -> None:
         if self.active and self.stop_reason is None:
             self.stop_reason = reason
         self.stop_event.set()
         with self._lock:
-            if self.status == "queued":  # never started: no worker will run it now
+            # Never started: no worker will run it now. (A cluster job's driver thread
+            # is already waiting for its actor; it ends the job itself.)
+            if self.status == "queued" and not self.on_cluster:
                 self._finish("stopped")
 
     @property
@@ -133,6 +183,8 @@ class TrainingJob:
 
     # ----------------------------------------------------------------- worker
     def _run(self) -> None:
+        if self.on_cluster:
+            return self._run_on_cluster()
         with self._lock:
             if self.status != "queued":  # stopped while it waited
                 return
@@ -166,6 +218,60 @@ class TrainingJob:
             self.learner.eval()
             self._finish(status)
 
+    def _trainer_args(self) -> dict:
+        return {"n_way": self.n_way, "k_shot": self.k_shot, "n_query": self.n_query,
+                "steps": self.steps, "seed": self.seed, "val_every": self.val_every,
+                "val_episodes": self.val_episodes}
+
+    def _started(self) -> None:
+        with self._lock:
+            if self.status == "queued":
+                self.status = "running"
+                self.started_at = time.monotonic()
+
+    def _run_on_cluster(self) -> None:
+        """The driver thread of a cluster run: the remote Trainer's steps come back
+        through ``_on_progress``, its best weights become ``learner``."""
+        from metarep_core.checkpoints import load_checkpoint
+        from metarep_core.cluster.runner import RemoteTraining, WorkerLost
+        try:
+            connect(self.where)
+        except ClusterUnavailable as exc:
+            self._fall_back(exc)
+            return self.board.run_locally(self)
+        status = "failed"
+        remote = None
+        try:
+            remote = self.remote = RemoteTraining(
+                self.learner, self.dataset, self._trainer_args(), device=self.device,
+                meta={"dataset": self.model_key[1], "seed": self.seed})
+            result = remote.drive(self._on_progress, self.stop_event, on_start=self._started)
+            self.result = dict(result.get("metrics") or {})
+            self.message = result.get("message") or ""
+            if result.get("checkpoint") is not None:
+                self.learner, _ = load_checkpoint(result["checkpoint"])
+            if result.get("nan_detected"):
+                self.error = self.message
+            else:
+                status = "stopped" if result.get("stopped_early") else "done"
+        except WorkerLost as exc:
+            kept = remote is not None and remote.best is not None
+            if kept:
+                self.learner, meta = load_checkpoint(remote.best)
+                self.best_kept = int(meta.get("steps") or remote.best_step or self.step)
+                self.result = dict(meta.get("metrics") or {})
+            self.error = t("jobs.worker_lost_kept" if kept else "jobs.worker_lost", self.lang,
+                           reason=str(exc),
+                           step=self.best_kept, address=self.where)
+        except MetaRepError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # surfaced on the page, not swallowed
+            self.error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        finally:
+            self.learner.eval()
+            self._finish(status)
+
     def _release_first_step(self) -> None:
         if getattr(self, "_holds_lock", False):
             self._holds_lock = False
@@ -193,11 +299,14 @@ def session_job() -> TrainingJob | None:
 
 
 def adopt_result(job: TrainingJob) -> None:
-    """Make a finished (or stopped) job's model the session's model for its key."""
+    """Make a finished (or stopped) job's model the session's model for its key; a
+    failed cluster run's best weights too (``best_kept``: the user trains on from them)."""
     from app import state
-    if job.collected or job.status not in ("done", "stopped") or job.step == 0:
+    recovered = job.status == "failed" and job.best_kept is not None
+    if job.collected or (job.status not in ("done", "stopped") and not recovered) or job.step == 0:
         job.collected = True
         return
-    meta = {"steps": job.step, "history_len": len(job.history), **(job.result or {})}
+    steps = job.best_kept if recovered else job.step
+    meta = {"steps": steps, "history_len": len(job.history), **(job.result or {})}
     state.set_model(job.model_key, job.learner, "trained", meta)
     job.collected = True

@@ -41,11 +41,15 @@ def cmd_algorithms(args, out) -> None:
         print(f"{'':<{width}}  hyper-parameters: {hps}", file=out)
 
 
-def _setup_torch(args):
+def _setup_torch(args, remote: bool = False):
     import torch
     if args.threads is not None:
         torch.set_num_threads(check_positive_int("threads", args.threads, high=256))
     from .training import check_device
+    if remote:  # the device is the cluster node's: only its name is checked here
+        if str(args.device).split(":")[0] not in ("cpu", "cuda"):
+            raise MetaRepError(f"device must be cpu or cuda, got {args.device!r}")
+        return str(args.device)
     return check_device(args.device)
 
 
@@ -105,6 +109,58 @@ def _run_until_interrupted(trainer, bar):
             bar.close()
 
 
+def _cluster_address(args) -> str | None:
+    """``--cluster`` (or ``$METAREP_RAY_ADDRESS``), connected to; None to train here.
+    An unreachable or malformed address is a user error (one line, exit 2)."""
+    from .cluster import connect, ray_address
+    address = args.cluster if args.cluster is not None else ray_address()
+    if address is None:
+        return None
+    return connect(address)
+
+
+def _train_on_cluster(learner, dataset, args, n_way, device, meta, progress, bar):
+    """The Trainer run in a Ray actor, its steps fed to the same progress bar; Ctrl-C
+    stops it between steps. Returns (the best weights as a learner, a TrainResult)."""
+    from .checkpoints import load_checkpoint
+    from .cluster.runner import RemoteTraining, WorkerLost, train_result
+    trainer_args = {"n_way": n_way, "k_shot": args.k_shot, "n_query": args.n_query,
+                    "steps": args.steps, "seed": args.seed, "val_every": args.val_every,
+                    "val_episodes": args.val_episodes}
+    remote = RemoteTraining(learner, dataset, trainer_args, device=device, meta=meta,
+                            num_cpus=args.threads or 1)
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        got = remote.drive(progress, stop)
+    except WorkerLost as exc:
+        kept = ""
+        if remote.best is not None:
+            from .checkpoints import save_checkpoint
+            best, _ = load_checkpoint(remote.best)
+            save_checkpoint(best, args.out_path, **meta, n_way=n_way, k_shot=args.k_shot,
+                            n_query=args.n_query, seed=args.seed, steps=remote.best_step)
+            kept = f"; the best weights so far (step {remote.best_step}) were saved to {args.out_path}"
+        raise MetaRepError(f"training on the Ray cluster at {_remote_address()} failed: {exc}{kept}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    result = train_result(got)
+    if got.get("checkpoint") is not None:
+        learner, _ = load_checkpoint(got["checkpoint"])
+        result.best_state = learner.state_dict()
+    return learner, result
+
+
+def _remote_address() -> str:
+    from .cluster import connected_address
+    return connected_address() or "?"
+
+
 def _test_metrics(learner, dataset, args, n_way) -> dict:
     """The best weights on ``--eval-episodes`` test episodes: test_accuracy (or
     test_mse), test_ci95, test_episodes, test_n_query."""
@@ -137,7 +193,8 @@ def cmd_train(args, out) -> None:
 
     cls = get_learner_class(args.algorithm)
     hp = check_train_args(args, cls)
-    device = _setup_torch(args)
+    address = _cluster_address(args)
+    device = _setup_torch(args, remote=address is not None)
     dataset = _load_data(args.dataset, seed=args.data_seed, image_size=args.image_size,
                          channels=args.channels)
     n_way = args.n_way if args.n_way is not None else (1 if _is_regression(dataset) else 5)
@@ -150,12 +207,21 @@ def cmd_train(args, out) -> None:
     # the checkpoint is written once, after it, with the test figures (not twice).
     evaluate_after = bool(args.eval_episodes)
     bar, progress = _progress(args, cls)
-    trainer = Trainer(learner, dataset, n_way=n_way, k_shot=args.k_shot, n_query=args.n_query,
-                      steps=args.steps, seed=args.seed, val_every=args.val_every,
-                      val_episodes=args.val_episodes, device=device, callback=progress,
-                      checkpoint_path=None if evaluate_after else args.out_path,
-                      checkpoint_meta=meta)
-    result = _run_until_interrupted(trainer, bar)
+    if address is not None:
+        learner, result = _train_on_cluster(learner, dataset, args, n_way, device, meta, progress, bar)
+        if not evaluate_after and result.best_state is not None:
+            save_checkpoint(learner, args.out_path, **meta, metrics=result.metrics(), n_way=n_way,
+                            k_shot=args.k_shot, n_query=args.n_query, seed=args.seed,
+                            steps=result.best_step if result.best_step is not None
+                            else result.steps_done)
+            result.checkpoint_path = str(args.out_path)
+    else:
+        trainer = Trainer(learner, dataset, n_way=n_way, k_shot=args.k_shot, n_query=args.n_query,
+                          steps=args.steps, seed=args.seed, val_every=args.val_every,
+                          val_episodes=args.val_episodes, device=device, callback=progress,
+                          checkpoint_path=None if evaluate_after else args.out_path,
+                          checkpoint_meta=meta)
+        result = _run_until_interrupted(trainer, bar)
     report = {"checkpoint": str(args.out_path), "algorithm": cls.name, "dataset": args.dataset,
               "n_way": n_way, "k_shot": args.k_shot, **result.metrics(),
               "stopped_early": result.stopped_early, "nan_detected": result.nan_detected}

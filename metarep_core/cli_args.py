@@ -69,6 +69,9 @@ def build_parser() -> _Parser:
                    help="a hyper-parameter of the algorithm (repeatable)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="train on the Ray cluster at ray://HOST:PORT (or HOST:PORT on one of its "
+                        "nodes); default: $METAREP_RAY_ADDRESS, else this machine")
     _add_common(p)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on test episodes (mean, 95%% CI)")

@@ -61,6 +61,10 @@ def job_panel(job: TrainingJob, regression: bool, was_queued: bool) -> None:
              left=f"{left_s:.0f}" if left_s is not None else "?",
              ahead=job_board().position(job))
     st.progress(job.fraction, text=text)
+    st.caption(t("train.where_cluster", address=job.where) if job.on_cluster
+               else t("train.where_local"))
+    if job.notice:
+        show("warning", job.notice)  # the cluster could not be used: it trains here
     ui.chart(training_curves(list(job.history), list(job.val_curve), regression=regression,
                              labels={"loss": t("fig.loss"), "accuracy": t("fig.accuracy"),
                                      "val": t("fig.validation"), "step": t("fig.step"),

@@ -91,7 +91,7 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     raise ClusterUnavailable(
         f"the Ray cluster at {address} cannot be reached ({reason}). Start its head "
         f"(ray start --head ...), check the address and firewall, or unset {ENV_VAR} "
-        "to train on this machine")
+        "(drop --cluster) to train on this machine")
 
 
 def connected_address() -> str | None:
@@ -116,9 +116,11 @@ def describe_error(exc: BaseException) -> str:
     head = words.get(name, f"{name} on the Ray cluster")
     # Ray's text for a killed worker: "... The actor died unexpectedly before finishing
     # this task. ... The process that ran it exited (SIGKILL ...)" - keep the cause.
+    if any(line.startswith("Traceback") for line in lines):
+        lines = lines[:1] + lines[-1:]  # a server's traceback: its first words and its error
     cause = next((line for line in lines if any(k in line.lower() for k in
                   ("exit", "killed", "sigkill", "died", "unexpectedly", "oom", "memory"))),
-                 lines[0] if lines else "")
+                 " ".join(lines[:2]))
     cause = cause.removeprefix("The actor died because of an error raised in its creation task, ")
     if len(cause) > 300:
         cause = cause[:300] + "..."

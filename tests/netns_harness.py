@@ -1,0 +1,99 @@
+"""A real Ray head for the tests, inside a network namespace that has only loopback.
+
+Ray binds the machine's network interface whatever ``--node-ip-address`` says (issue 14),
+so nothing that starts or talks to Ray may run in the machine's own namespace. The tests
+therefore run a whole scenario script in a namespace of its own:
+
+    unshare --net --pid --fork --mount-proc  ->  ip link set lo up  ->  python SCRIPT ...
+
+``--net``: a network namespace with only ``lo``, so Ray can only use 127.0.0.1 and no
+packet leaves the machine. ``--pid --fork --mount-proc``: the script is process 1 of a
+PID namespace of its own, so ``ray stop --force`` (which kills Ray processes by name)
+sees only this test's Ray and never another one on the machine, and when the script
+ends the kernel ends every process left in the namespace (a head, a worker) - nothing
+outlives the test, even after a crash.
+
+Inside, :func:`ray_head` starts the head (``ray start --head``, a short ``--temp-dir``:
+Ray's Unix sockets fail past ~107 characters; the GCS and Ray Client ports outside Ray's
+worker port range 10002-19999) and stops it at the end, always.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GCS_PORT = 6390
+CLIENT_PORT = 23001
+UNSHARE = ("unshare", "--net", "--pid", "--fork", "--mount-proc")
+
+
+def netns_env() -> dict:
+    """The environment for processes in the namespace: the worktree importable by Ray's
+    workers (they are started by the raylet, not by us), one thread each, no usage stats."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(
+        os.pathsep) if p])
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0",
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_in_netns(argv: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``argv`` in a new loopback-only network namespace (and PID namespace), ``lo`` up."""
+    script = 'ip link set lo up && exec "$@"'
+    return subprocess.run([*UNSHARE, "sh", "-c", script, "netns", *argv], cwd=ROOT,
+                          env=env or netns_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def only_loopback() -> bool:
+    """True in a namespace whose only network interface is ``lo``."""
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.strip()]
+    return names == ["lo"]
+
+
+def _ray() -> str:
+    exe = Path(sys.executable).with_name("ray")
+    return str(exe) if exe.exists() else "ray"
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int = 2):
+    """Start a Ray head on 127.0.0.1 (refused outside a loopback-only namespace); yields
+    ``{"client": "ray://127.0.0.1:23001", "gcs": "127.0.0.1:6390"}``; ``ray stop --force``
+    and the temp dir removed at the end."""
+    if not only_loopback():
+        raise RuntimeError("ray_head() runs only inside a loopback-only namespace (run_in_netns)")
+    temp = tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp")
+    env = netns_env()
+    # The head's Ray Client server gives a new client's own server 30 s to come up; on a
+    # loaded 2-core test machine starting that Python process took longer (seen at load 35).
+    env["RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"] = "120"
+    cmd = [_ray(), "start", "--head", "--num-cpus", str(num_cpus), "--num-gpus", "0",
+           "--node-ip-address", "127.0.0.1", "--port", str(GCS_PORT),
+           "--ray-client-server-port", str(CLIENT_PORT), "--include-dashboard", "false",
+           "--disable-usage-stats", "--temp-dir", temp]
+    t0 = time.monotonic()
+    log = Path(temp) / "ray-start.log"
+    try:
+        # Output to a file, not a pipe: the head's daemons inherit it and write to it long
+        # after `ray start` returns; a pipe closed by then kills them (the Ray Client
+        # server's per-client servers died on their first write: "Initialization failure").
+        with open(log, "w") as out:
+            started = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, timeout=120)
+        if started.returncode != 0:
+            raise RuntimeError(f"ray start failed ({started.returncode}):\n{log.read_text()[-3000:]}")
+        yield {"client": f"ray://127.0.0.1:{CLIENT_PORT}", "gcs": f"127.0.0.1:{GCS_PORT}",
+               "start_s": round(time.monotonic() - t0, 2)}
+    finally:
+        subprocess.run([_ray(), "stop", "--force"], env=env, capture_output=True, timeout=60)
+        if not os.environ.get("METAREP_TEST_KEEP_RAY_TMP"):  # kept to read its logs
+            shutil.rmtree(temp, ignore_errors=True)
