@@ -53,17 +53,6 @@ def _setup_torch(args, remote: bool = False):
     return check_device(args.device)
 
 
-def _cluster_device(args) -> str:
-    """``--device`` for a Ray task: cpu or cuda (a GPU node of the cluster takes it; this
-    machine need not have one)."""
-    if args.threads is not None:
-        check_positive_int("threads", args.threads, high=256)
-    device = str(args.device)
-    if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise MetaRepError(f"device must be cpu or cuda, got {device!r}")
-    return device
-
-
 def _load_data(spec, *, seed, image_size, channels=1):
     from .data import load_dataset
     return load_dataset(spec, seed=seed, image_size=image_size, channels=channels)
@@ -260,8 +249,9 @@ def cmd_evaluate(args, out) -> None:
     from .evaluation import evaluate
 
     check_evaluate_args(args)
-    device = _setup_torch(args) if args.cluster is None else _cluster_device(args)
-    learner, meta = load_checkpoint(args.checkpoint, map_location=device if args.cluster is None else "cpu")
+    address = _cluster_address(args)  # --cluster, else $METAREP_RAY_ADDRESS; None: here
+    device = _setup_torch(args, remote=address is not None)
+    learner, meta = load_checkpoint(args.checkpoint, map_location="cpu" if address else device)
     spec = args.dataset or _dataset_of(meta, args.checkpoint)
     # The input shape is within the checkpoint bounds (load_checkpoint checked it).
     shape = tuple(learner.input_shape)
@@ -281,12 +271,12 @@ def cmd_evaluate(args, out) -> None:
                                else meta.get("n_way", learner.n_way))
     k_shot = check_positive_int("k_shot", args.k_shot if args.k_shot is not None
                                 else meta.get("k_shot", 1))
-    if args.cluster is not None:
+    if address is not None:
         from .cluster.evaluate import evaluate_on_cluster
-        print(f"evaluating on the Ray cluster at {args.cluster} (one Ray task)", file=args.err)
+        print(f"evaluating on the Ray cluster at {address} (one Ray task)", file=args.err)
         result = evaluate_on_cluster(learner, dataset, args.split, n_way=n_way, k_shot=k_shot,
                                      n_query=args.n_query, episodes=args.episodes, seed=args.seed,
-                                     address=args.cluster, device=str(device))
+                                     address=address, device=str(device))
     else:
         from tqdm import tqdm
         bar = tqdm(total=args.episodes, desc="evaluate", unit="episode", file=args.err,

@@ -88,8 +88,8 @@ def build_parser() -> _Parser:
     p.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's input size")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--cluster", default=None, metavar="ADDRESS",
-                   help="run the episodes as a Ray task on this cluster: ray://HOST:PORT (the head's "
-                        "Ray Client server) or HOST:PORT (its GCS, from a node of the cluster)")
+                   help="run the episodes as a Ray task on the cluster at ray://HOST:PORT (or "
+                        "HOST:PORT on one of its nodes); default: $METAREP_RAY_ADDRESS, else this machine")
     _add_common(p)
 
     p = sub.add_parser("bench", help="run the benchmarks (JSON lines with --json)")
@@ -211,6 +211,3 @@ def check_evaluate_args(args) -> None:
     check_seed("seed", args.seed)
     if args.data_seed is not None:
         check_seed("data_seed", args.data_seed)
-    if args.cluster is not None:
-        from .cluster import check_reachable
-        check_reachable(args.cluster)  # a malformed or unreachable address: said before any data is read
