@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 try:
-    from netns_harness import netns_env, run_in_netns
+    from netns_harness import run_in_netns
 except ImportError:
-    from tests.netns_harness import netns_env, run_in_netns
+    from tests.netns_harness import run_in_netns
 
 SCRIPT = Path(__file__).with_name("cluster_compare_scenarios.py")
 ORDER = ["tasks", "compare", "page", "cli", "unreachable"]
@@ -25,10 +25,7 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module")
 def scenarios() -> dict:
-    # The Ray Client server starts a process per client and gives it 30 s to answer; on a
-    # loaded 2-core machine that start alone has taken longer ("Initialization failure").
-    env = {**netns_env(), "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "180"}
-    done = run_in_netns([sys.executable, str(SCRIPT), *ORDER], timeout=800, env=env)
+    done = run_in_netns([sys.executable, str(SCRIPT), *ORDER], timeout=800)
     found = {}
     for line in done.stdout.splitlines():
         if line.startswith("SCENARIO "):
