@@ -87,7 +87,9 @@ def run_comparison(models: dict[str, state.SessionModel], dataset, settings: sta
         try:
             return compare(models, dataset, settings, episodes, on_progress, cluster=address), "ray", None
         except ClusterUnavailable as exc:
-            return compare(models, dataset, settings, episodes, on_progress), "local", str(exc)
+            # its first sentence: what failed (the rest tells a CLI user how to train here)
+            why = str(exc).split(". ")[0]
+            return compare(models, dataset, settings, episodes, on_progress), "local", why
     return compare(models, dataset, settings, episodes, on_progress), "local", None
 
 
