@@ -85,3 +85,19 @@ def test_an_altered_row_is_said_and_never_shown():
     assert len(said) == 1 and "was altered" in said[0], said
     assert "compare_result" not in again.session_state
     assert EN["compare.press_run"] in texts(again)
+
+
+def test_a_ray_head_that_does_not_answer_runs_the_comparison_here_and_says_so(monkeypatch):
+    """METAREP_RAY_ADDRESS naming a loopback port where nothing listens (refused at once,
+    before Ray is imported): the page says so, runs here, and keeps where it ran. The same
+    against a real Ray head is tests/test_cluster_compare.py."""
+    import socket
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("METAREP_RAY_ADDRESS", f"ray://127.0.0.1:{port}")
+    at, run = _compared()
+    said = [w.value for w in at.warning if w.value.startswith(EN["compare.cluster_fallback"].split("(")[0])]
+    assert len(said) == 1 and "cannot be reached" in said[0] and "train" not in said[0], said
+    assert EN["compare.where.local"] in texts(at) and _summary_table(at) is not None
+    assert RunStore().get_comparison(run, persistence.COMPARE_SLOT)["where"] == "local"
