@@ -15,7 +15,9 @@ glyphs checkpoints of ProtoNet and ANIL, on the same 6 test episodes (seed 4):
 - ``cli``: ``python -m metarep_core evaluate CKPT --json`` here and with ``--cluster``;
   a malformed and an unreachable address;
 - ``unreachable``: ``METAREP_RAY_ADDRESS`` where nothing listens: how long the refusal
-  took, where the comparison ran, and the Compare page's notice.
+  took, where the comparison ran, and the Compare page's notice;
+- ``kill``: the worker running a learner's task SIGKILLed mid-run: the error, how long it
+  took to come, and a retry on the same cluster.
 """
 from __future__ import annotations
 
@@ -155,8 +157,55 @@ def scenario_unreachable(head: dict) -> dict:
                                                                         for d in at.dataframe)}
 
 
+def _task_pids(title: str) -> list[int]:
+    """Processes of this PID namespace whose title (Ray sets ``ray::<task>``) has ``title``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if title in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                pass
+    return pids
+
+
+def scenario_kill(head: dict) -> dict:
+    """The worker running a learner's task SIGKILLed mid-run: the error the caller gets
+    and how long it took; then a retry on the same cluster."""
+    import signal
+    import threading
+    from metarep_core.cluster.evaluate import remote_episode_scores
+    from metarep_core.errors import MetaRepError
+    dataset, models = load_dataset(DATASET), _models()
+    data = {"protonet": checkpoint_to_bytes(models["protonet"].learner)}
+    args = dict(split="test", n_way=N_WAY, k_shot=K_SHOT, n_query=N_QUERY, seed=SEED)
+    killed, stop = [], threading.Event()
+
+    def killer():
+        while not stop.is_set() and not killed:
+            for pid in _task_pids("ray::scores_on_node"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.2)
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    t0, error = time.monotonic(), None
+    try:
+        remote_episode_scores(data, dataset, address=head["client"], episodes=20_000, **args)
+    except MetaRepError as exc:
+        error = str(exc)
+    finally:
+        stop.set()
+        thread.join()
+    seconds = time.monotonic() - t0
+    retry = remote_episode_scores(data, dataset, address=head["client"], episodes=EPISODES, **args)
+    return {"killed": killed, "error": error, "seconds": round(seconds, 1),
+            "retry": [float(v) for v in retry["protonet"]["scores"]]}
+
+
 SCENARIOS = {"tasks": scenario_tasks, "compare": scenario_compare, "page": scenario_page, "cli": scenario_cli,
-             "unreachable": scenario_unreachable}
+             "unreachable": scenario_unreachable, "kill": scenario_kill}
 
 
 def main(names: list[str]) -> int:

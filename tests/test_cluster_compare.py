@@ -17,7 +17,7 @@ except ImportError:
     from tests.netns_harness import run_in_netns
 
 SCRIPT = Path(__file__).with_name("cluster_compare_scenarios.py")
-ORDER = ["tasks", "compare", "page", "cli", "unreachable"]
+ORDER = ["tasks", "compare", "page", "cli", "unreachable", "kill"]
 LEARNERS = ["protonet", "anil"]
 
 pytestmark = pytest.mark.cluster
@@ -93,3 +93,12 @@ def test_an_unreachable_head_falls_back_to_the_local_run_and_says_so(scenarios):
     assert r["problems"] == [] and r["has_table"]
     assert any(w.startswith("The Ray cluster could not be used") for w in r["warnings"]), r["warnings"]
     assert "Evaluated on this app server." in r["texts"]
+
+
+def test_a_worker_killed_mid_evaluation_is_an_error_that_says_so_and_a_retry_works(scenarios):
+    r = _ran(scenarios["kill"])
+    assert len(r["killed"]) == 1, r  # the scenario found the task's worker and killed it
+    assert r["error"] and r["error"].startswith("evaluating protonet on the Ray cluster failed: ")
+    assert "crashed" in r["error"] or "died" in r["error"], r["error"]
+    assert r["seconds"] < 60  # reported, not waited for (20,000 episodes would take minutes)
+    assert r["retry"] == _ran(scenarios["tasks"])["local"]["protonet"]  # the cluster still serves
