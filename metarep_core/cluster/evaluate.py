@@ -121,7 +121,11 @@ def remote_episode_scores(checkpoints: dict[str, bytes], dataset, *, address: st
         while pending:
             if stop_event is not None and stop_event.is_set():
                 raise MetaRepError("the evaluation on the Ray cluster was stopped")
-            ready, pending = ray.wait(pending, num_returns=1, timeout=WAIT_S)
+            try:
+                ready, pending = ray.wait(pending, num_returns=1, timeout=WAIT_S)
+            except Exception as exc:  # the head or the connection went mid-run
+                raise MetaRepError(f"the Ray cluster stopped answering during the evaluation "
+                                   f"({describe_error(exc)})") from None
             for ref in ready:
                 out[names[ref]] = _result(ray, ref, names[ref])
                 if on_done is not None:
