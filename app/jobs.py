@@ -124,7 +124,8 @@ class TrainingJob:
 
     def _fall_back(self, exc: Exception) -> None:
         self.where = "local"
-        self.notice = t("jobs.cluster_fallback", self.lang, reason=str(exc))
+        from app.messages import user_message  # the core's English, in the page's language
+        self.notice = t("jobs.cluster_fallback", self.lang, reason=user_message(exc, self.lang))
 
     @property
     def on_cluster(self) -> bool:

@@ -49,6 +49,9 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), key) for p,
     (r"^(?P<value>.+) is not a class code; a code is (?P<n>\d+) letters and digits$", "msg.not_a_class_code"),
     (r"^the name (?P<name>.+) is already taken in this class; choose another$", "msg.name_taken"),
     (r"^the display name is empty; give 1 to (?P<most>\d+) characters$", "msg.name_empty"),
+    # metarep_core/cluster/connect.py: a Ray head that does not answer
+    (r"^the Ray cluster at (?P<address>\S+) cannot be reached \((?P<reason>[^)]*)\)\. .*$",
+     "msg.cluster_unreachable"),
 ))
 CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,18 @@ def _ray() -> str:
     return str(exe) if exe.exists() else "ray"
 
 
+def _wait_listening(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} {timeout_s:g} s after ray start")
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def ray_head(num_cpus: int = 2):
     """Start a Ray head on 127.0.0.1 (refused outside a loopback-only namespace); yields
@@ -91,6 +104,7 @@ def ray_head(num_cpus: int = 2):
                                      stderr=subprocess.STDOUT, timeout=120)
         if started.returncode != 0:
             raise RuntimeError(f"ray start failed ({started.returncode}):\n{log.read_text()[-3000:]}")
+        _wait_listening(CLIENT_PORT, 60)  # `ray start` returns before its Client server listens
         yield {"client": f"ray://127.0.0.1:{CLIENT_PORT}", "gcs": f"127.0.0.1:{GCS_PORT}",
                "start_s": round(time.monotonic() - t0, 2)}
     finally:

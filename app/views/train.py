@@ -57,7 +57,8 @@ def job_panel(job: TrainingJob, regression: bool, was_queued: bool) -> None:
     """Progress and curves of ``job`` (a fragment polling until the session has
     adopted its result)."""
     left_s = job.seconds_left()
-    text = t("train.status." + job.status, step=job.step, steps=job.steps,
+    status = "queued_cluster" if job.status == "queued" and job.on_cluster else job.status
+    text = t("train.status." + status, step=job.step, steps=job.steps,
              left=f"{left_s:.0f}" if left_s is not None else "?",
              ahead=job_board().position(job))
     st.progress(job.fraction, text=text)

@@ -146,6 +146,9 @@ def connect(address: str | None = None, timeout_s: float = CONNECT_TIMEOUT_S) ->
                                          f"{_connected}; it cannot also use {address}")
             return address
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # Ray's C++ core logs warnings (e.g. how it found its IP) straight to stderr,
+        # between the CLI's progress lines; errors still show.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         import ray
         try:
             # log_to_driver=False: a worker's prints stay in the cluster's logs, not in
