@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 from sqlalchemy import update
 
 from app import comparison, persistence, state
@@ -24,9 +25,9 @@ def _summary_table(at):
     return next(d.value for d in at.dataframe if "algorithm" in d.value.columns)
 
 
-def _compared():
+def _compared(**query):
     """A session that ran Compare of two learners on glyphs; (AppTest, run token)."""
-    at = new_app(dataset="glyphs", n_query=3, seed=2)
+    at = new_app(dataset="glyphs", n_query=3, seed=2, **query)
     goto(at, "compare")
     set_and_run(at, **CHOICES)
     at.button(key="compare_run").click().run()
@@ -87,7 +88,8 @@ def test_an_altered_row_is_said_and_never_shown():
     assert EN["compare.press_run"] in texts(again)
 
 
-def test_a_ray_head_that_does_not_answer_runs_the_comparison_here_and_says_so(monkeypatch):
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_ray_head_that_does_not_answer_runs_the_comparison_here_and_says_so(monkeypatch, lang):
     """METAREP_RAY_ADDRESS naming a loopback port where nothing listens (refused at once,
     before Ray is imported): the page says so, runs here, and keeps where it ran. The same
     against a real Ray head is tests/test_cluster_compare.py."""
@@ -96,8 +98,11 @@ def test_a_ray_head_that_does_not_answer_runs_the_comparison_here_and_says_so(mo
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("METAREP_RAY_ADDRESS", f"ray://127.0.0.1:{port}")
-    at, run = _compared()
-    said = [w.value for w in at.warning if w.value.startswith(EN["compare.cluster_fallback"].split("(")[0])]
-    assert len(said) == 1 and "cannot be reached" in said[0] and "train" not in said[0], said
-    assert EN["compare.where.local"] in texts(at) and _summary_table(at) is not None
+    at, run = _compared(lang=lang)
+    words = strings(lang)
+    said = [w.value for w in at.warning if w.value.startswith(words["compare.cluster_fallback"].split("(")[0])]
+    reason = {"en": "cannot be reached", "zh": "无法连接"}[lang]  # the reason in the page's language
+    assert len(said) == 1 and reason in said[0] and f"127.0.0.1:{port}" in said[0], said
+    assert "train" not in said[0] and "训练" not in said[0]
+    assert words["compare.where.local"] in texts(at) and problems(at) == []
     assert RunStore().get_comparison(run, persistence.COMPARE_SLOT)["where"] == "local"
