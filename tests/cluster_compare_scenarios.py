@@ -12,8 +12,9 @@ glyphs checkpoints of ProtoNet and ANIL, on the same 6 test episodes (seed 4):
   it ran, its progress calls, its scores, and ``compare`` run here;
 - ``page``: the Compare page (AppTest) with ``METAREP_RAY_ADDRESS`` set: what it says
   about where it ran, the record kept in the run store;
-- ``cli``: ``python -m metarep_core evaluate CKPT --json`` here and with ``--cluster``;
-  a malformed and an unreachable address;
+- ``cli``: ``python -m metarep_core evaluate CKPT --json`` here and with ``--cluster
+  ray://...``; the text output with ``--cluster HOST:PORT`` (the GCS form, from the head's
+  node); a malformed and an unreachable address;
 - ``unreachable``: ``METAREP_RAY_ADDRESS`` where nothing listens: how long the refusal
   took, where the comparison ran, and the Compare page's notice;
 - ``kill``: the worker running a learner's task SIGKILLed mid-run: the error, how long it
@@ -127,7 +128,8 @@ def scenario_cli(head: dict) -> dict:
     here = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     there = subprocess.run(cmd + ["--cluster", head["client"]], env=env, capture_output=True, text=True,
                            timeout=300, cwd=ROOT)
-    text = subprocess.run(cmd[:-1] + ["--cluster", head["client"]], env=env, capture_output=True, text=True,
+    # the text output, through the other form of address: the GCS's, as a driver on the head's node
+    text = subprocess.run(cmd[:-1] + ["--cluster", head["gcs"]], env=env, capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
     bad = {}
     for address in ("ray://127.0.0.1:notaport", NOWHERE):

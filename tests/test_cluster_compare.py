@@ -72,11 +72,11 @@ def test_the_compare_page_says_it_ran_on_the_cluster_and_keeps_where(scenarios):
 def test_evaluate_cluster_prints_what_the_local_evaluation_prints(scenarios):
     r = _ran(scenarios["cli"])
     (rc_here, out_here, _), (rc_there, out_there, err_there) = r["here"], r["there"]
-    assert rc_here == rc_there == 0
+    assert rc_here == rc_there == 0, (r["here"], r["there"])
     assert json.loads(out_there) == json.loads(out_here)  # mean, interval, episodes, all of it
     assert "Ray cluster at ray://127.0.0.1:23001" in err_there
     local = json.loads(out_here)
-    assert r["text"][0] == 0
+    assert r["text"][0] == 0, r["text"]
     assert f"accuracy {local['accuracy']:.2f}% ± {local['ci95']:.2f} (8 episodes)" in r["text"][1]
     for address, bad in r["bad"].items():
         lines = bad["stderr"].strip().splitlines()
