@@ -31,7 +31,7 @@ def scenarios() -> dict:
         if line.startswith("SCENARIO "):
             result = json.loads(line[len("SCENARIO "):])
             found[result["name"]] = result
-    missing = [n for n in ORDER if n not in found]
+    missing = [n for n in ["head", *ORDER] if n not in found]
     assert done.returncode == 0 and not missing, (
         f"the scenarios did not all run (exit {done.returncode}, missing {missing}):\n"
         f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
@@ -101,4 +101,4 @@ def test_a_worker_killed_mid_evaluation_is_an_error_that_says_so_and_a_retry_wor
     assert r["error"] and r["error"].startswith("evaluating protonet on the Ray cluster failed: ")
     assert "crashed" in r["error"] or "died" in r["error"], r["error"]
     assert r["seconds"] < 60  # reported, not waited for (20,000 episodes would take minutes)
-    assert r["retry"] == _ran(scenarios["tasks"])["local"]["protonet"]  # the cluster still serves
+    assert r["retry"] == r["local"]  # the cluster still serves, the same scores
