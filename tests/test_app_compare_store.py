@@ -12,13 +12,22 @@ import pytest
 from sqlalchemy import update
 
 from app import comparison, persistence, state
-from app_harness import goto, new_app, problems, set_and_run, strings, texts
+from streamlit.testing.v1 import AppTest
+
+from app_harness import MAIN, goto, new_app, problems, set_and_run, strings, texts
 from metarep_core.store import RunStore
 from metarep_core.store.schema import blobs
-from test_app_runs import _reopen
 
 EN = strings("en")
 CHOICES = {"compare_algorithms": ["protonet", "anil"], "compare_episodes": 10}
+
+
+def _reopen(run: str, **query) -> AppTest:
+    """A new session (no widget seeds) of the link ``?run=<run>``: a reload, or the link
+    in another browser or through another app server on the same store."""
+    at = AppTest.from_file(str(MAIN), default_timeout=120)
+    at.query_params.update({"run": run, **{k: str(v) for k, v in query.items()}})
+    return at.run()
 
 
 def _summary_table(at):
