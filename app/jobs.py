@@ -239,6 +239,8 @@ class TrainingJob:
             connect(self.where)
         except ClusterUnavailable as exc:
             self._fall_back(exc)
+            if self.board is None:  # run by hand, not through a board: train here, now
+                return self._run()
             return self.board.run_locally(self)
         status = "failed"
         remote = None

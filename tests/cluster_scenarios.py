@@ -6,6 +6,8 @@ order, and prints one JSON object per scenario on a line of its own, prefixed
 ``SCENARIO``; the test asserts on them. The scenarios, each through
 :class:`app.jobs.TrainingJob` on a :class:`app.job_board.JobBoard` and a SQLite run store:
 
+- ``page``: the Train page (AppTest) starts a run with the cluster set; what the page
+  says, the model adopted, kept in the run store and back through the run's link;
 - ``train``: a short ProtoNet run on glyphs trains on the cluster; its history, the
   checkpoint kept in the store, the test accuracy of the result;
 - ``kill``: the actor's worker process SIGKILLed mid-run; the job's status and error, the
@@ -30,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # app_harness, as the AppTest suites import it
 
 import torch  # noqa: E402
 
@@ -118,11 +121,17 @@ def scenario_kill(head, board, store) -> dict:
     job.wait(120)
     out = {"where": job.where, "status": job.status, "error": job.error, "best_kept": job.best_kept,
            "step_at_kill": step_at_kill, "pid": pid, **_keep(store, job)}
-    # Resume: a new run from the kept weights, on the same cluster (the app's "Start").
+    # Resume: a new run from the kept weights, on the same cluster (the app's "Start"),
+    # then stopped by the user (the app's "Stop") once it has a validated best.
     kept = {k: v.clone() for k, v in job.learner.state_dict().items()}
-    again = _job(job.learner, steps=6, val_every=3)
+    again = _job(job.learner, steps=3000, val_every=3)
     again.submit(board)
-    again.wait(180)
+    deadline = time.monotonic() + 180
+    while again.step < 4 and again.active and time.monotonic() < deadline:
+        time.sleep(0.2)
+    again.stop()
+    again.wait(120)
+    out.update(resumed_step=again.step, resumed_result=again.result)
     sent = load_checkpoint(again.remote.checkpoint)[0].state_dict() if again.remote else {}
     out.update(resumed_status=again.status, resumed_error=again.error, resumed_where=again.where,
                resumed_from_kept=bool(sent) and all(torch.equal(kept[k], v) for k, v in sent.items()))
@@ -162,12 +171,48 @@ def scenario_cli(head, board, store) -> dict:
     t0 = time.monotonic()
     bad = subprocess.run(cmd + ["--cluster", NOWHERE], env=env, capture_output=True, text=True,
                          timeout=60, cwd=ROOT)
-    return {"rc": ok.returncode, "stdout": ok.stdout[-2000:], "stderr": ok.stderr[-3000:],
+    bad_s = time.monotonic() - t0
+    # The head has no GPU: --device cuda is refused, not queued for ever.
+    gpu = subprocess.run(cmd + ["--cluster", head["gcs"], "--device", "cuda"], env=env,
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return {"gpu_rc": gpu.returncode, "gpu_stderr": gpu.stderr[-2000:], "rc": ok.returncode, "stdout": ok.stdout[-2000:], "stderr": ok.stderr[-3000:],
             "loaded": loaded, "bad_rc": bad.returncode, "bad_stderr": bad.stderr,
-            "bad_s": round(time.monotonic() - t0, 2)}
+            "bad_s": round(bad_s, 2)}
 
 
-SCENARIOS = {"train": scenario_train, "kill": scenario_kill, "unreachable": scenario_unreachable,
+def scenario_page(head, board, store) -> dict:
+    """The Train page itself (AppTest): Start with the cluster set, the page's words, the
+    result adopted and kept in the run store, and the link bringing it back."""
+    from streamlit.testing.v1 import AppTest
+
+    from app_harness import MAIN, goto, new_app, set_and_run
+    os.environ[ENV_VAR] = head["client"]
+    at = new_app()
+    goto(at, "train")
+    set_and_run(at, algorithm="protonet", n_way=5, k_shot=1, n_query=2, train_steps=6)
+    at.button(key="train_start").click().run()
+    job = at.session_state["job"]
+    job.wait(180)
+    at.run()  # main.py adopts the result: the session's model, kept in the run store
+    key = job.model_key
+    model = at.session_state["models"][key]
+    captions = [c.value for c in at.caption]
+    run = at.query_params.get("run")
+    again = AppTest.from_file(str(MAIN), default_timeout=120)
+    again.query_params.update({"run": run})
+    again.run()
+    goto(again, "train")
+    back = again.session_state["models"].get(key)
+    return {"where": job.where, "status": job.status, "error": job.error, "captions": captions,
+            "source": model.source, "adopted": model.learner is job.learner,
+            "exceptions": [str(e.value) for e in at.exception],
+            "reopened_source": back.source if back else None,
+            "reopened_steps": back.meta.get("steps") if back else None,
+            "reopened_equal": bool(back) and all(torch.equal(a, b) for a, b in zip(
+                back.learner.state_dict().values(), model.learner.state_dict().values()))}
+
+
+SCENARIOS = {"page": scenario_page, "train": scenario_train, "kill": scenario_kill, "unreachable": scenario_unreachable,
              "cli": scenario_cli}
 
 
@@ -178,6 +223,7 @@ def main(names: list[str]) -> int:
     torch.set_num_threads(1)
     _dataset()  # generated (or read from the cache) once, before any timing
     tmp = Path(tempfile.mkdtemp(prefix="mr-store-"))
+    os.environ["METAREP_DB_URL"] = f"sqlite:///{tmp / 'app.sqlite3'}"  # the app's run store
     store = RunStore(f"sqlite:///{tmp / 'runs.db'}")
     store.url_dir = tmp  # the scenarios' scratch folder, removed at the end
     board = JobBoard(workers=1, reap_every_s=3600)

@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GCS_PORT = 6390
+# Outside Ray's worker port range (10002-19999). The Client server starts one server per
+# client on the first free port of 23000-23999; it skips this one, which it listens on.
 CLIENT_PORT = 23001
 UNSHARE = ("unshare", "--net", "--pid", "--fork", "--mount-proc")
 
@@ -86,9 +88,11 @@ def ray_head(num_cpus: int = 2):
         raise RuntimeError("ray_head() runs only inside a loopback-only namespace (run_in_netns)")
     temp = tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp")
     env = netns_env()
-    # The head's Ray Client server gives a new client's own server 30 s to come up; on a
-    # loaded 2-core test machine starting that Python process took longer (seen at load 35).
-    env["RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"] = "120"
+    # The head's Ray Client server gives a new client's own server process 30 s to come
+    # up. The first such process after the head starts sometimes never does (its log stays
+    # empty; connect() then tries once more, and the next one is up in a second or two):
+    # 20 s makes that failure cost less, and is still ample for a loaded 2-core machine.
+    env["RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"] = "20"
     cmd = [_ray(), "start", "--head", "--num-cpus", str(num_cpus), "--num-gpus", "0",
            "--node-ip-address", "127.0.0.1", "--port", str(GCS_PORT),
            "--ray-client-server-port", str(CLIENT_PORT), "--include-dashboard", "false",

@@ -16,7 +16,7 @@ from tests.netns_harness import run_in_netns
 
 pytestmark = pytest.mark.cluster
 
-SCENARIOS = ("train", "kill", "unreachable", "cli")
+SCENARIOS = ("page", "train", "kill", "unreachable", "cli")
 CHANCE = 100.0 / 5  # 5-way episodes
 
 
@@ -47,6 +47,16 @@ def test_the_namespace_has_only_loopback():
     assert "UP" in proc.stdout.split(":")[2], proc.stdout
 
 
+def test_the_train_page_trains_on_the_cluster_and_keeps_the_result(results):
+    r = results["page"]
+    assert r["exceptions"] == [] and r["error"] is None and r["status"] == "done", r
+    assert r["where"] == "ray://127.0.0.1:23001", r
+    assert "Runs on the Ray cluster at ray://127.0.0.1:23001." in r["captions"], r["captions"]
+    assert r["source"] == "trained" and r["adopted"], r
+    # The run's link (a reload, another server) brings the cluster-trained model back.
+    assert r["reopened_source"] == "trained" and r["reopened_steps"] == 6 and r["reopened_equal"], r
+
+
 def test_a_job_submitted_through_the_app_trains_on_the_cluster(results):
     r = results["train"]
     assert r["where"] == "ray://127.0.0.1:23001" and r["notice"] is None, r
@@ -65,9 +75,12 @@ def test_a_killed_worker_fails_the_job_and_keeps_the_best_checkpoint(results):
     assert "lost" in r["error"] and "died" in r["error"], r["error"]
     assert r["best_kept"] is not None and 5 <= r["best_kept"] <= r["step_at_kill"] + 5, r
     assert r["stored"] and r["stored_equal"], "the kept checkpoint is not in the store"
-    # The app went on: the user trained on from the kept weights, on the same cluster.
-    assert r["resumed_status"] == "done" and r["resumed_where"].startswith("ray://"), r
+    # The app went on: the user trained on from the kept weights, on the same cluster,
+    # and stopped that run; it ended "stopped" between steps with its best weights.
+    assert r["resumed_where"].startswith("ray://") and r["resumed_error"] is None, r
     assert r["resumed_from_kept"], "the resumed run did not start from the kept weights"
+    assert r["resumed_status"] == "stopped" and 4 <= r["resumed_step"] < 100, r
+    assert r["resumed_result"].get("best_step", 0) >= 3, r
 
 
 def test_an_unreachable_head_is_said_at_once_and_the_job_trains_here(results):
@@ -88,3 +101,6 @@ def test_the_cli_trains_on_the_cluster_with_its_usual_progress(results):
     assert r["bad_rc"] == 2 and r["bad_s"] < 20, r
     lines = [line for line in r["bad_stderr"].splitlines() if line.strip()]
     assert len(lines) == 1 and "ray://127.0.0.1:23999" in lines[0], r["bad_stderr"]
+    # --device cuda on a cluster without a GPU: said at once, not queued for ever.
+    gpu = [line for line in r["gpu_stderr"].splitlines() if line.startswith("error:")]
+    assert r["gpu_rc"] == 2 and len(gpu) == 1 and "has no GPU" in gpu[0], r["gpu_stderr"]

@@ -138,3 +138,14 @@ def test_the_train_page_says_the_cluster_is_unreachable_and_trains_here(monkeypa
     assert any(address in w and w.startswith(en["jobs.cluster_fallback"].split("{")[0]) for w in warnings), warnings
     assert en["train.where_local"] in [c.value for c in at.caption]
     assert job.status == "done"
+
+
+def test_an_actor_that_could_not_start_says_its_own_error():
+    class ActorDiedError(Exception):
+        pass
+    text = describe_error(ActorDiedError(
+        "The actor died because of an error raised in its creation task, "
+        "ray::TrainingRunner.__init__() (pid=12, ip=127.0.0.1)\n  File \"x.py\", line 3\n"
+        "metarep_core.errors.MetaRepError: dataset 'glyphs' gives inputs of shape (1, 28, 28) on "
+        "the Ray node but (1, 32, 32) here"))
+    assert text.startswith("the job could not start on the Ray cluster: ") and "(1, 32, 32)" in text

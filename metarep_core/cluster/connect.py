@@ -114,6 +114,10 @@ def describe_error(exc: BaseException) -> str:
              "GetTimeoutError": "the Ray cluster did not answer in time",
              "ConnectionError": "the connection to the Ray cluster was lost"}
     head = words.get(name, f"{name} on the Ray cluster")
+    text = str(exc)
+    if "creation task" in text:  # the actor's __init__ raised: that error is the news
+        errors = [line for line in lines if "Error" in line.split(":")[0]]
+        return "the job could not start on the Ray cluster: " + (errors[-1] if errors else lines[-1])
     # Ray's text for a killed worker: "... The actor died unexpectedly before finishing
     # this task. ... The process that ran it exited (SIGKILL ...)" - keep the cause.
     if any(line.startswith("Traceback") for line in lines):
@@ -121,10 +125,30 @@ def describe_error(exc: BaseException) -> str:
     cause = next((line for line in lines if any(k in line.lower() for k in
                   ("exit", "killed", "sigkill", "died", "unexpectedly", "oom", "memory"))),
                  " ".join(lines[:2]))
-    cause = cause.removeprefix("The actor died because of an error raised in its creation task, ")
     if len(cause) > 300:
         cause = cause[:300] + "..."
     return f"{head}: {cause}" if cause else head
+
+
+INIT_ATTEMPTS = 2
+
+
+def _init(ray, address: str) -> None:
+    """``ray.init``, tried twice for a Ray Client address: the head's client server starts
+    a server process per client, and now and then (seen on a loaded head, about one
+    first connection in two after the head started) that process never comes up and
+    the connection fails with "Initialization failure from server" after the head's
+    channel timeout; the next one comes up at once."""
+    for attempt in range(1, INIT_ATTEMPTS + 1):
+        try:
+            # log_to_driver=False: a worker's prints stay in the cluster's logs, not in
+            # the app server's output.
+            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True,
+                     logging_level="WARNING")
+            return
+        except ConnectionAbortedError:
+            if attempt == INIT_ATTEMPTS or not address.startswith(CLIENT_SCHEME):
+                raise
 
 
 def connect(address: str | None = None, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
@@ -151,10 +175,7 @@ def connect(address: str | None = None, timeout_s: float = CONNECT_TIMEOUT_S) ->
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         import ray
         try:
-            # log_to_driver=False: a worker's prints stay in the cluster's logs, not in
-            # the app server's output.
-            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True,
-                     logging_level="WARNING")
+            _init(ray, address)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, grpc errors
             raise ClusterUnavailable(
                 f"the Ray cluster at {address} answered but refused the connection "

@@ -109,10 +109,6 @@ class TrainingRunner:
         """The worker's process id (the fault tests kill it)."""
         return os.getpid()
 
-    def node(self) -> dict:
-        import torch
-        return {"pid": os.getpid(), "cuda": torch.cuda.is_available(), "device": self.device}
-
     def stop(self) -> None:
         self._stop.set()
 
@@ -203,6 +199,13 @@ class RemoteTraining:
         import ray
         cls = ray.remote(TrainingRunner)
         gpus = 1 if self.device.startswith("cuda") else 0
+        if gpus and ray.cluster_resources().get("GPU", 0) < gpus:
+            # Ray would queue the actor until a GPU node joins: say so now instead.
+            from ..errors import MetaRepError
+            from .connect import connected_address
+            raise MetaRepError(f"device {self.device!r} was asked for but the Ray cluster at "
+                               f"{connected_address()} has no GPU; use --device cpu, or add a "
+                               "GPU node (ray start --num-gpus 1 ...)")
         # max_concurrency > 1 makes it a threaded actor: progress() and stop() are
         # answered while run() trains. max_restarts=0: a lost worker fails the job
         # (a restarted actor would start training over from the first weights).
@@ -220,9 +223,10 @@ class RemoteTraining:
             return ray.get(ref, timeout=timeout)
         except (ray.exceptions.RayError, ConnectionError) as exc:
             from .connect import describe_error
-            if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(
-                    exc, ray.exceptions.RayActorError):
-                raise exc.as_instanceof_cause() from None  # the Trainer's own error, e.g. MetaRepError
+            from ..errors import MetaRepError
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, MetaRepError):  # the Trainer's own refusal, said as locally
+                raise MetaRepError(str(cause)) from None
             raise WorkerLost(describe_error(exc)) from None
 
     def ready(self, timeout: float = 0.0) -> bool:
@@ -245,8 +249,9 @@ class RemoteTraining:
         if got["best_version"] != self._best_version:
             version, data = self._get(self.actor.best.remote())
             if data is not None:
+                from ..checkpoints import read_metadata
                 self._best_version, self.best = version, data
-                self.best_step = max((i["step"] for i in got["infos"]), default=self.best_step)
+                self.best_step = read_metadata(data).get("steps")
         return got["infos"]
 
     def finished(self) -> bool:
