@@ -14,7 +14,7 @@ glyphs checkpoints of ProtoNet and ANIL, on the same 6 test episodes (seed 4):
   about where it ran, the record kept in the run store;
 - ``cli``: ``python -m metarep_core evaluate CKPT --json`` here and with ``--cluster
   ray://...``; the text output with ``--cluster HOST:PORT`` (the GCS form, from the head's
-  node); a malformed and an unreachable address;
+  node); a malformed and an unreachable address; ``--device cuda`` on a head without a GPU;
 - ``unreachable``: ``METAREP_RAY_ADDRESS`` where nothing listens: how long the refusal
   took, where the comparison ran, and the Compare page's notice;
 - ``kill``: the worker running a learner's task SIGKILLed mid-run: the error, how long it
@@ -138,7 +138,10 @@ def scenario_cli(head: dict) -> dict:
                              cwd=ROOT)
         bad[address] = {"rc": got.returncode, "stdout": got.stdout, "stderr": got.stderr,
                         "seconds": round(time.monotonic() - t0, 1)}
-    return {"here": [here.returncode, here.stdout, here.stderr[-2000:]],
+    gpu = subprocess.run(cmd + ["--cluster", head["client"], "--device", "cuda"], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)  # the head has no GPU
+    return {"gpu": [gpu.returncode, gpu.stdout, gpu.stderr[-2000:]],
+            "here": [here.returncode, here.stdout, here.stderr[-2000:]],
             "there": [there.returncode, there.stdout, there.stderr[-2000:]],
             "text": [text.returncode, text.stdout, text.stderr[-2000:]], "bad": bad}
 

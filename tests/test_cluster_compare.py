@@ -83,6 +83,9 @@ def test_evaluate_cluster_prints_what_the_local_evaluation_prints(scenarios):
         assert bad["rc"] == 2 and bad["stdout"] == "" and len(lines) == 1, (address, bad)
         assert lines[0].startswith("error: ") and address in lines[0] and "Traceback" not in bad["stderr"]
         assert bad["seconds"] < 30, bad
+    rc, out, err = r["gpu"]  # --device cuda, and the head has no GPU: refused, not queued for ever
+    assert rc == 2 and out == "" and "Traceback" not in err, r["gpu"]
+    assert err.strip().splitlines()[-1].startswith("error: device 'cuda' was asked for") and "has no GPU" in err
 
 
 def test_an_unreachable_head_falls_back_to_the_local_run_and_says_so(scenarios):

@@ -107,9 +107,14 @@ def remote_episode_scores(checkpoints: dict[str, bytes], dataset, *, address: st
         raise MetaRepError("no learner to evaluate on the Ray cluster")
     args = check_episode_args(episode_args)
     payload = dataset_payload(dataset)  # refuses a dataset too large to send, before connecting
-    connect(address)
+    connected = connect(address)
     import ray
-    task = _remote(ray).options(num_cpus=1, num_gpus=1 if str(device).startswith("cuda") else 0)
+    gpus = 1 if str(device).startswith("cuda") else 0
+    if gpus and ray.cluster_resources().get("GPU", 0) < gpus:
+        # Ray would queue the tasks until a GPU node joins: say so now instead.
+        raise MetaRepError(f"device {device!r} was asked for but the Ray cluster at {connected} has no GPU; "
+                           "use --device cpu, or add a GPU node (ray start --num-gpus 1 ...)")
+    task = _remote(ray).options(num_cpus=1, num_gpus=gpus)
     try:
         shared = ray.put(payload)
         names = {task.remote(data, shared, args, device): name for name, data in checkpoints.items()}
