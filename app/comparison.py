@@ -1,23 +1,39 @@
 """Several learners on identical episodes, and the student's own row beside them:
-the data work of the Compare page (no Streamlit; tested in tests/test_app_services.py
-and tests/test_human.py)."""
+the data work of the Compare page (no Streamlit; tested in tests/test_app_services.py,
+tests/test_human.py and tests/test_app_compare_store.py).
+
+A comparison's results are kept in the session's run as a record
+(:func:`to_record` / :func:`from_record`, checked by the store's
+:func:`~metarep_core.store.check_comparison`), under the key of what they were computed
+for (:func:`run_key`: learners, episodes, dataset, episode arguments and the SHA-256 of
+each model's weights), so that a page shows them only for those same settings and models.
+"""
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from app import state
 from metarep_core.evaluation import episode_scores, paired_difference, summarize
+from metarep_core.store.results import FORMAT, VERSION
 
 
 def compare(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
-            episodes: int, on_progress: Callable[[str, float, int, int], object] | None = None
-            ) -> dict[str, dict]:
+            episodes: int, on_progress: Callable[[str, float, int, int], object] | None = None,
+            cluster: str | None = None) -> dict[str, dict]:
     """Each model scored on the same ``episodes`` episodes (seeds ``settings.seed``...):
-    ``{name: {"scores": (episodes,), "summary": {metric, "ci95"}, "source": ...}}``.
-    ``on_progress(name, fraction of all, done, total)`` after each episode."""
+    ``{name: {"scores": (episodes,), "summary": {metric, "ci95"}, "source": ...,
+    "seconds_per_query", "model": weights digest}}``. ``on_progress(name, fraction of
+    all, done, total)`` after each episode; with ``cluster`` (a Ray address) one Ray task
+    per model runs them on that cluster, and ``on_progress`` comes as each model's task
+    finishes (``done == total == episodes``). :class:`ClusterUnavailable` when that
+    cluster cannot be used."""
+    if cluster is not None:
+        return _compare_on_cluster(models, dataset, settings, episodes, on_progress, cluster)
     regression = dataset.task == "regression"
     s, out = settings, {}
     for j, (name, model) in enumerate(models.items()):
@@ -31,8 +47,109 @@ def compare(models: dict[str, state.SessionModel], dataset, settings: state.Sett
         queries = len(scores) * s.n_way * s.n_query
         out[name] = {"scores": scores, "summary": summarize(scores, regression=regression),
                      "source": model.source,
-                     "seconds_per_query": (time.perf_counter() - started) / max(queries, 1)}
+                     "seconds_per_query": (time.perf_counter() - started) / max(queries, 1),
+                     "model": weights_digest(model)}
     return out
+
+
+def _compare_on_cluster(models, dataset, settings, episodes, on_progress, address) -> dict[str, dict]:
+    from metarep_core.checkpoints import checkpoint_to_bytes
+    from metarep_core.cluster.evaluate import remote_episode_scores
+    s, regression = settings, dataset.task == "regression"
+
+    def done(name, n_done, total):
+        if on_progress is not None:
+            on_progress(name, n_done / total, episodes, episodes)
+    got = remote_episode_scores({name: checkpoint_to_bytes(m.learner, source=m.source) for name, m in models.items()},
+                                dataset, address=address, on_done=done, split=s.split, n_way=s.n_way,
+                                k_shot=s.k_shot, n_query=s.n_query, episodes=episodes, seed=s.seed)
+    out = {}
+    for name, model in models.items():
+        scores = got[name]["scores"]
+        queries = len(scores) * s.n_way * s.n_query
+        out[name] = {"scores": scores, "summary": summarize(scores, regression=regression),
+                     "source": model.source, "seconds_per_query": got[name]["seconds"] / max(queries, 1),
+                     "model": weights_digest(model)}
+    return out
+
+
+def run_comparison(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
+                   episodes: int, on_progress=None, address: str | None = None
+                   ) -> tuple[dict[str, dict], str, str | None]:
+    """:func:`compare` where the deployment says: on the Ray cluster of ``address``
+    (default ``METAREP_RAY_ADDRESS``) when one is named, else here. Returns ``(results,
+    where, why_not_cluster)``: ``where`` "ray" or "local"; ``why_not_cluster`` the
+    reason when a named cluster could not be used and the comparison ran here instead
+    (said on the page), else None."""
+    from metarep_core.cluster import ClusterUnavailable, ray_address
+    address = address or ray_address()
+    if address:
+        try:
+            return compare(models, dataset, settings, episodes, on_progress, cluster=address), "ray", None
+        except ClusterUnavailable as exc:
+            # its first sentence: what failed (the rest tells a CLI user how to train here)
+            why = str(exc).split(". ")[0]
+            return compare(models, dataset, settings, episodes, on_progress), "local", why
+    return compare(models, dataset, settings, episodes, on_progress), "local", None
+
+
+# ------------------------------------------------------------------ what a result was computed for
+def weights_digest(model: state.SessionModel) -> str:
+    """SHA-256 (hex) of ``model``'s weights: every tensor of its ``state_dict`` by name,
+    with its dtype and shape. Two models with equal weights have the same digest, in any
+    session or server; remembered on the model (its weights never change in place)."""
+    def compute() -> str:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(model.learner.state_dict().items()):
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+    return model.remember(("weights_sha256",), compute)
+
+
+EPISODE_ARGS = ("split", "n_way", "k_shot", "n_query", "seed")
+
+
+def run_key(learners, episodes: int, dataset_id: str, episode_args: dict, digests) -> tuple:
+    """What a comparison was computed for: the learners in their order, the episode
+    count, the dataset id, :data:`EPISODE_ARGS` and each model's :func:`weights_digest`.
+    Results are shown only under the key of the page's current choices."""
+    return (tuple(learners), int(episodes), dataset_id,
+            tuple(episode_args[k] for k in EPISODE_ARGS), tuple(digests))
+
+
+def current_key(models: dict[str, state.SessionModel], episodes: int, settings: state.Settings,
+                dataset_id: str) -> tuple:
+    """The :func:`run_key` of comparing ``models`` now under the (effective) ``settings``."""
+    return run_key(models, episodes, dataset_id, {k: getattr(settings, k) for k in EPISODE_ARGS},
+                   [weights_digest(m) for m in models.values()])
+
+
+def to_record(results: dict, settings: state.Settings, dataset_id: str, task: str,
+              where: str = "local") -> dict:
+    """``results`` (of :func:`compare`, without the student's row) as the JSON record the
+    run store keeps (:mod:`metarep_core.store.results`): the order of the learners is
+    kept in ``"learners"`` (JSON objects are stored with sorted keys)."""
+    names = [n for n in results if n != YOU]
+    return {"format": FORMAT, "version": VERSION, "dataset": dataset_id, "task": task,
+            "episode_args": {k: getattr(settings, k) for k in EPISODE_ARGS},
+            "episodes": len(results[names[0]]["scores"]), "learners": names, "where": where,
+            "results": {n: {"scores": [float(v) for v in results[n]["scores"]],
+                            "summary": dict(results[n]["summary"]), "source": results[n]["source"],
+                            "seconds_per_query": float(results[n]["seconds_per_query"]),
+                            "model": results[n]["model"]} for n in names}}
+
+
+def from_record(record: dict) -> tuple[tuple, dict]:
+    """``(run_key, results)`` from a record checked by the store: the results as
+    :func:`compare` returned them (scores as float64 arrays, in the chosen order)."""
+    names = record["learners"]
+    results = {n: {**record["results"][n],
+                   "scores": np.asarray(record["results"][n]["scores"], dtype=np.float64)} for n in names}
+    key = run_key(names, record["episodes"], record["dataset"], record["episode_args"],
+                  [record["results"][n]["model"] for n in names])
+    return key, results
 
 
 YOU = "you"  # the student's row in a comparison (app/human.py's record)

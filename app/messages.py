@@ -52,6 +52,9 @@ PATTERNS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), key) for p,
     # metarep_core/cluster/connect.py: a Ray head that does not answer
     (r"^the Ray cluster at (?P<address>\S+) cannot be reached \((?P<reason>[^)]*)\)\. .*$",
      "msg.cluster_unreachable"),
+    # app/comparison.py keeps only what failed (the advice above is about training)
+    (r"^the Ray cluster at (?P<address>\S+) cannot be reached \((?P<reason>[^)]*)\)$",
+     "msg.cluster_unreachable_short"),
 ))
 CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]")
 

@@ -12,7 +12,10 @@ What is kept, and where it is written:
   algorithm, N, input shape and task the page expects (:func:`stored_model`);
 - the uploaded (or drawn) zip (:func:`keep_upload`), read back through the same checks
   as a fresh upload;
-- exercise answers (:func:`record_answer`, called by ``lesson_state.record``).
+- exercise answers (:func:`record_answer`, called by ``lesson_state.record``);
+- the last Compare run's results (:func:`keep_comparison` after the run,
+  :func:`stored_comparison` when the page finds none in the session), checked by the
+  store when written and when read: a row that fails is said and never shown.
 
 When the run is made: lazily, at the first thing worth keeping (settings other than the
 defaults, a page state changed from what the page first showed, a checkpoint, an
@@ -44,7 +47,9 @@ PAGES = "_run_pages"          # {page: {widget key: value}} as last kept
 FIRST = "_run_pages_first"    # {page: values} as the page first showed them
 SAVED_SETTINGS = "_run_settings_saved"
 PENDING = "_run_checkpoints"  # checkpoint slots of a restored run not yet loaded
+PENDING_RESULTS = "_run_results"  # result slots of a restored run not yet loaded
 UPLOAD_SLOT = "upload"
+COMPARE_SLOT = "compare"      # the run's last comparison
 RESERVED_META = ("format", "format_version", "algorithm", "config")  # checkpoint_to_bytes writes them
 UNAVAILABLE = (SQLAlchemyError, OSError)  # the database, not the value, is the problem
 
@@ -170,6 +175,7 @@ def restore() -> None:
     ss[PAGES] = {page: dict(values) for page, values in run.page_state.items() if isinstance(values, dict)}
     ss[FIRST] = {page: dict(values) for page, values in ss[PAGES].items()}
     ss[PENDING] = {b.slot for b in run.blobs if b.kind == "checkpoint"}
+    ss[PENDING_RESULTS] = {b.slot for b in run.blobs if b.kind == "result"}
     if any(b.kind == "dataset" and b.slot == UPLOAD_SLOT for b in run.blobs):
         _restore_upload(run.token)
     from app import exercises  # late: exercises imports services, which imports this module
@@ -274,6 +280,33 @@ def stored_model(key: tuple, task: str) -> state.SessionModel | None:
     source = meta.get("source") if meta.get("source") in ("trained", "uploaded") else "trained"
     shown = {k: meta[k] for k in ("steps", "file") if meta.get(k) is not None}
     return state.new_model(learner.eval(), source, shown)
+
+
+def keep_comparison(record: dict) -> None:
+    """Keep a Compare run's record (:func:`app.comparison.to_record`) as the run's
+    comparison, replacing the one before."""
+    run = token(create=True)
+    if run:
+        _call("put_comparison", run, COMPARE_SLOT, record)
+        st.session_state.get(PENDING_RESULTS, set()).discard(COMPARE_SLOT)
+
+
+def stored_comparison() -> dict | None:
+    """The restored run's kept comparison record, checked again by the store's
+    ``get_comparison``; None when it keeps none, and None with a warning when the row
+    was altered, damaged or written in another format. Asked once per session."""
+    pending = st.session_state.get(PENDING_RESULTS)
+    run = st.session_state.get(TOKEN)
+    if not pending or COMPARE_SLOT not in pending or not run:
+        return None
+    pending.discard(COMPARE_SLOT)
+    record = _call("get_comparison", run, COMPARE_SLOT)
+    if record is None and st.session_state.get(NOTE):
+        from app.i18n import t
+        from app.messages import user_message
+        from app.safe_text import plain
+        st.warning(t("compare.stored_refused", error=plain(user_message(st.session_state.pop(NOTE)))))
+    return record
 
 
 def keep_upload(name: str, data: bytes) -> None:

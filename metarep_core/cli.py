@@ -249,8 +249,9 @@ def cmd_evaluate(args, out) -> None:
     from .evaluation import evaluate
 
     check_evaluate_args(args)
-    device = _setup_torch(args)
-    learner, meta = load_checkpoint(args.checkpoint, map_location=device)
+    address = _cluster_address(args)  # --cluster, else $METAREP_RAY_ADDRESS; None: here
+    device = _setup_torch(args, remote=address is not None)
+    learner, meta = load_checkpoint(args.checkpoint, map_location="cpu" if address else device)
     spec = args.dataset or _dataset_of(meta, args.checkpoint)
     # The input shape is within the checkpoint bounds (load_checkpoint checked it).
     shape = tuple(learner.input_shape)
@@ -270,15 +271,22 @@ def cmd_evaluate(args, out) -> None:
                                else meta.get("n_way", learner.n_way))
     k_shot = check_positive_int("k_shot", args.k_shot if args.k_shot is not None
                                 else meta.get("k_shot", 1))
-    from tqdm import tqdm
-    bar = tqdm(total=args.episodes, desc="evaluate", unit="episode", file=args.err,
-               disable=None, mininterval=0.5)
-    try:
-        result = evaluate(learner, dataset, args.split, n_way=n_way, k_shot=k_shot,
-                          n_query=args.n_query, episodes=args.episodes, seed=args.seed,
-                          callback=lambda done, total: bar.update(1))
-    finally:
-        bar.close()
+    if address is not None:
+        from .cluster.evaluate import evaluate_on_cluster
+        print(f"evaluating on the Ray cluster at {address} (one Ray task)", file=args.err)
+        result = evaluate_on_cluster(learner, dataset, args.split, n_way=n_way, k_shot=k_shot,
+                                     n_query=args.n_query, episodes=args.episodes, seed=args.seed,
+                                     address=address, device=str(device))
+    else:
+        from tqdm import tqdm
+        bar = tqdm(total=args.episodes, desc="evaluate", unit="episode", file=args.err,
+                   disable=None, mininterval=0.5)
+        try:
+            result = evaluate(learner, dataset, args.split, n_way=n_way, k_shot=k_shot,
+                              n_query=args.n_query, episodes=args.episodes, seed=args.seed,
+                              callback=lambda done, total: bar.update(1))
+        finally:
+            bar.close()
     result.update(algorithm=meta["algorithm"], dataset=spec, checkpoint=str(args.checkpoint))
     if args.json:
         print(json.dumps(result), file=out)

@@ -87,6 +87,9 @@ def build_parser() -> _Parser:
     p.add_argument("--data-seed", type=int, default=None, help="default: the checkpoint's")
     p.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's input size")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="run the episodes as a Ray task on the cluster at ray://HOST:PORT (or "
+                        "HOST:PORT on one of its nodes); default: $METAREP_RAY_ADDRESS, else this machine")
     _add_common(p)
 
     p = sub.add_parser("bench", help="run the benchmarks (JSON lines with --json)")

@@ -106,6 +106,14 @@ def evaluate(learner, dataset, split: str = "test", n_way: int | None = None,
                                 callback=callback, stop_event=stop_event)
     finally:
         learner.train(was_training)
+    return report(scores, regression=regression, requested=requested, n_way=n_way, k_shot=k_shot,
+                  n_query=n_query, split=split, seed=seed)
+
+
+def report(scores: np.ndarray, *, regression: bool, requested: int, n_way: int, k_shot: int,
+           n_query: int, split: str, seed: int) -> dict:
+    """:func:`evaluate`'s result from per-episode ``scores`` (episodes,), wherever they
+    were computed (here, or on a Ray cluster: :mod:`metarep_core.cluster.evaluate`)."""
     if len(scores) == 0:
         raise MetaRepError("evaluation was stopped before the first episode")
     out = summarize(scores, regression=regression)

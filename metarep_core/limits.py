@@ -38,3 +38,4 @@ STORE_RUN_MAX_ANSWERS = 5_000            # exercise answers of one run, every at
 STORE_JSON_MAX_CHARS = 16_384            # a run's settings, or one page's state, as JSON
 STORE_ANSWER_MAX_CHARS = 1_000           # one answer, as JSON
 STORE_NAME_MAX_CHARS = 40                # a student's display name
+STORE_RESULT_MAX_BYTES = 2 * 2**20       # one kept comparison as JSON (12 learners x 600 episodes: ~0.2 MB)

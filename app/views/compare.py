@@ -12,7 +12,9 @@ from app.figures.compare import comparison_figure
 from app.figures import how_to_read
 from app.figures.paired import paired_difference_figure
 from app.i18n import t
-from app.safe_text import show
+from app.messages import user_message
+from app.safe_text import plain, show
+from metarep_core.cluster import ray_address
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import get_learner_class
 
@@ -42,22 +44,39 @@ def models_of(ctx, names: list[str]) -> dict:
                                          ctx.dataset, ctx.dataset_id) for name in names}
 
 
-def run_button(ctx, chosen: list[str], n_episodes: int, run_key: tuple) -> None:
-    """The run button; a run's results are kept under "compare_result" with ``run_key``."""
+def run_button(ctx, models: dict, n_episodes: int, run_key: tuple) -> None:
+    """The run button; a run's results are kept under "compare_result" as ``(run_key,
+    results, where)``, and in the session's run (the store) for a reload or another server."""
     if not st.button(t("compare.run"), key="compare_run", type="primary"):
         return
-    bar = st.progress(0.0, text=t("compare.running"))
+    bar = st.progress(0.0, text=t("compare.running_cluster" if ray_address() else "compare.running"))
 
     def progress(name, fraction, done, total):
         bar.progress(fraction, text=t("compare.running_one", name=name, done=done, total=total))
     try:
-        results = comparison.compare(models_of(ctx, chosen), ctx.dataset, ctx.settings, n_episodes,
-                                   on_progress=progress)
+        results, where, why_not = comparison.run_comparison(models, ctx.dataset, ctx.settings, n_episodes,
+                                                            on_progress=progress)
     except MetaRepError as exc:
         show("error", exc)
         st.stop()
     bar.empty()
-    st.session_state["compare_result"] = (run_key, results)
+    if why_not:  # a named cluster that could not be used: said, and the run was made here
+        st.warning(t("compare.cluster_fallback", error=plain(user_message(why_not))))
+    st.session_state["compare_result"] = (run_key, results, where)
+    persistence.keep_comparison(comparison.to_record(results, ctx.settings, ctx.dataset_id, ctx.task, where))
+
+
+def kept_result(run_key: tuple):
+    """This session's last comparison, else the one its run keeps in the store (a
+    reload, the link in another browser or through another server): ``(key, results,
+    where)`` or None. The caller shows it only when ``key`` is the page's ``run_key``."""
+    result = st.session_state.get("compare_result")
+    if result is None:
+        record = persistence.stored_comparison()
+        if record is not None:
+            key, results = comparison.from_record(record)
+            result = st.session_state["compare_result"] = (key, results, record["where"])
+    return result
 
 
 def row_label(name: str) -> str:
@@ -161,13 +180,15 @@ metric, scale = ("mse", 1.0) if regression else ("accuracy", 100.0)
 if len(chosen) < 1:
     st.info(t("compare.pick"))
     st.stop()
-run_key = (tuple(chosen), n_episodes, ctx.settings.episode_key(), ctx.dataset_id)
-run_button(ctx, chosen, n_episodes, run_key)
-result = st.session_state.get("compare_result")
-if result is None or result[0] != run_key:
-    st.info(t("compare.press_run"))
+models = models_of(ctx, chosen)
+run_key = comparison.current_key(models, n_episodes, ctx.settings, ctx.dataset_id)
+run_button(ctx, models, n_episodes, run_key)
+result = kept_result(run_key)
+if result is None or result[0] != run_key:  # never a result of other choices as if of these
+    st.info(t("compare.press_run") if result is None else t("compare.other_choices"))
     st.stop()
 results = result[1]
+st.caption(t("compare.where." + result[2]))
 shown = comparison.with_human(results, st.session_state.get(human.STATE_KEY), ctx.settings,
                             ctx.dataset_id)
 summary(shown, metric, n_episodes, chance=None if regression else 100.0 / ctx.settings.n_way)
