@@ -91,7 +91,7 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     raise ClusterUnavailable(
         f"the Ray cluster at {address} cannot be reached ({reason}). Start its head "
         f"(ray start --head ...), check the address and firewall, or unset {ENV_VAR} "
-        "(drop --cluster) to train on this machine")
+        "(drop --cluster) to run on this machine")
 
 
 def connected_address() -> str | None:
