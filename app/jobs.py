@@ -216,11 +216,8 @@ class TrainingJob:
                 self.error = result.message
             else:
                 status = "stopped" if result.stopped_early else "done"
-        except MetaRepError as exc:
-            self.error = str(exc)
-        except Exception as exc:  # surfaced on the page, not swallowed
-            self.error = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
+        except Exception as exc:
+            self._failed(exc)
         finally:
             self._release_first_step()
             self.learner.eval()
@@ -291,14 +288,21 @@ class TrainingJob:
             key = "jobs.worker_lost" if self.on_cluster else "jobs.process_lost"
             self.error = t(key + "_kept" if kept else key, self.lang, reason=str(exc),
                            step=self.best_kept, address=self.where)
-        except MetaRepError as exc:
-            self.error = str(exc)
-        except Exception as exc:  # surfaced on the page, not swallowed
-            self.error = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
+        except Exception as exc:
+            self._failed(exc)
         finally:
             self.learner.eval()
             self._finish(status)
+
+    def _failed(self, exc: Exception) -> None:
+        """The job's ``error`` for an exception that ended it: a MetaRepError's own
+        words; anything else by its type too, and its traceback in the server log
+        (surfaced on the page, not swallowed)."""
+        if isinstance(exc, MetaRepError):
+            self.error = str(exc)
+        else:
+            self.error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exception(exc)
 
     def _release_first_step(self) -> None:
         if getattr(self, "_holds_lock", False):
