@@ -10,6 +10,8 @@ the server starts listening (and so before it reports healthy):
 * **The first page's data** (:func:`warm_data`): the default dataset, the lessons.
 * **A frozen heap** (:func:`freeze_heap`): the collection Streamlit runs after every
   script run no longer scans what was loaded above.
+* **The training processes' fork server**, started first and ready before the server
+  listens (its own torch import would otherwise compete with the first page).
 * **At most two malloc arenas** (glibc's ``M_ARENA_MAX``). Streamlit runs every
   script run in a new thread, and glibc gives threads their own heaps (up to 8 per
   core); thirty sessions uploading at once left their freed pages scattered over many
@@ -98,11 +100,15 @@ def freeze_heap() -> int:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     limit_malloc_arenas()
+    # The training processes' fork server (metarep_core/process_runner.py) imports torch
+    # in its own process, on the other core while this one imports below; ready before
+    # the server is healthy, so it never competes with the first page.
+    from metarep_core import process_runner
+    process_runner.preload()
     warm_imports()
     warm_data()
     freeze_heap()
-    from metarep_core import process_runner
-    process_runner.preload()  # the training processes' fork server, torch imported once
+    process_runner.wait_ready()
     from streamlit.web.cli import main as streamlit_main
     sys.argv = ["streamlit", *argv]
     streamlit_main(prog_name="streamlit")

@@ -49,12 +49,24 @@ def _mp_context():
 
 
 def preload() -> None:
-    """Start the fork server now (it imports torch and the learners: ~2 s of CPU), so
-    the first run a user starts does not pay for it. Safe to call more than once."""
-    ctx = _mp_context()
+    """Start the fork server now; it imports torch and the learners in its own process
+    (~2 s of CPU), beside whatever this process does meanwhile. Returns at once; safe to
+    call more than once."""
+    _mp_context()
     from multiprocessing import forkserver
     forkserver.ensure_running()
-    del ctx
+
+
+def _noop() -> None:
+    pass
+
+
+def wait_ready(timeout_s: float = 120.0) -> None:
+    """Block until the fork server has finished its imports (it forks a first, empty
+    child only after them), so that they do not compete with the first page for the CPU."""
+    child = _mp_context().Process(target=_noop, name="metarep-forkserver-ready", daemon=True)
+    child.start()
+    child.join(timeout_s)
 
 
 def _child(checkpoint: bytes, payload: bytes, trainer_args: dict, meta: dict, device: str,

@@ -70,3 +70,16 @@ def test_the_served_app_watches_no_files():
     import tomllib
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text("utf-8"))
     assert config["server"]["fileWatcherType"] == "none"
+
+
+def test_the_training_fork_server_is_ready_before_the_server_starts():
+    """After preload + wait_ready (what app.serve.main does before Streamlit starts) the
+    fork server has torch loaded, so a run forks from it at once and the first page does
+    not share the CPU with its imports."""
+    out = _run(
+        "from multiprocessing import forkserver\n"
+        "from metarep_core import process_runner as pr\n"
+        "pr.preload(); pr.wait_ready()\n"
+        "pid = forkserver._forkserver._forkserver_pid\n"
+        "print('libtorch' in open(f'/proc/{pid}/maps').read())")
+    assert out.split()[-1] == "True"
