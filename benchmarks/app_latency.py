@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -294,7 +293,7 @@ def bench_load(browser, server, args):
                  new_episode_p95_ms=pct(episode, 95) if episode else None,
                  slider_step_p95_ms=pct(slider, 95) if slider else None,
                  training_during_measurement=still_training,
-                 server_rss_mb=mem["rss_mb"], server_peak_rss_mb=max(mem["peak_rss_mb"], memory_peak["peak_rss_mb"]),
+                 server_rss_mb=mem["rss_mb"], server_pss_mb=mem["pss_mb"], server_peak_rss_mb=max(mem["peak_rss_mb"], memory_peak["peak_rss_mb"]),
                  rss_goal_mb=4096, rss_meets_goal=mem["peak_rss_mb"] < 4096))
     stop = trainer.key("train_stop").locator("button")
     if stop.is_enabled():

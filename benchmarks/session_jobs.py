@@ -89,7 +89,8 @@ def main() -> None:
             page.wait_for_selector("[data-testid='stAlertContentSuccess']", timeout=SLOW_MS)
             warm.close()
             time.sleep(SESSION_TTL_S + 5)
-            rss_before = server.memory_mb()["rss_mb"]
+            mem_before = server.memory_mb()
+            rss_before = mem_before["rss_mb"]
 
             contexts, tokens, failed, t_start = [], [], 0, time.monotonic()
             for i in range(args.sessions):
@@ -109,7 +110,8 @@ def main() -> None:
                 print(f"session {i}: {'job ' + token[:8] if token else 'refused'} "
                       f"at {time.monotonic() - t_start:.0f} s", file=sys.stderr, flush=True)
             start_s = time.monotonic() - t_start
-            rss_training = server.memory_mb()["rss_mb"]
+            mem_training = server.memory_mb()
+            rss_training = mem_training["rss_mb"]
 
             t_close = time.monotonic()
             for context in contexts:
@@ -120,12 +122,15 @@ def main() -> None:
                 pending = {tok for tok in pending if f"job {tok[:8]} stopped" not in log}
                 time.sleep(0.2)
             all_stopped_s = time.monotonic() - t_close
-            rss_stopped = server.memory_mb()["rss_mb"]
+            mem_stopped = server.memory_mb()
+            rss_stopped = mem_stopped["rss_mb"]
             time.sleep(max(0.0, SESSION_TTL_S + 5 - (time.monotonic() - t_close)))
-            rss_after = server.memory_mb()["rss_mb"]
+            mem_after = server.memory_mb()
+            rss_after = mem_after["rss_mb"]
             # + the app's 10 s period of forgetting ended sessions and trimming (app/memory.py)
             time.sleep(max(0.0, SESSION_TTL_S + 30 - (time.monotonic() - t_close)))
-            rss_later = server.memory_mb()["rss_mb"]
+            mem_later = server.memory_mb()
+            rss_later = mem_later["rss_mb"]
             browser.close()
     finally:
         server.stop()
@@ -144,6 +149,11 @@ def main() -> None:
         "rss_at_last_stop_mb": rss_stopped, "rss_after_sessions_dropped_mb": rss_after,
         "rss_after_vs_before": round(rss_after / rss_before, 3), "goal_rss_ratio": 1.10,
         "rss_30s_later_mb": rss_later, "rss_later_vs_before": round(rss_later / rss_before, 3),
+        # The same, proportional set size: a page the training processes share with
+        # their fork server counted once (the RSS sum counts it in each process).
+        "pss_before_mb": mem_before["pss_mb"], "pss_training_mb": mem_training["pss_mb"],
+        "pss_after_sessions_dropped_mb": mem_after["pss_mb"], "pss_30s_later_mb": mem_later["pss_mb"],
+        "pss_later_vs_before": round(mem_later["pss_mb"] / mem_before["pss_mb"], 3),
         "loadavg": loadavg,
     }))
 

@@ -132,8 +132,11 @@ class StreamlitServer:
         return tree
 
     def memory_mb(self) -> dict:
-        """Resident memory of the server's process tree in MB: current (VmRSS) and peak (VmHWM)."""
-        rss_kb = hwm_kb = 0
+        """Memory of the server's process tree in MB: resident now (VmRSS) and at its peak
+        (VmHWM), summed over the processes, and ``pss_mb``: the proportional set size, which
+        counts a page shared by several processes once in all (the training processes
+        share torch's pages with their fork server: the RSS sum counts them in each)."""
+        rss_kb = hwm_kb = pss_kb = 0
         pids = self.process_tree()
         for pid in pids:
             try:
@@ -143,10 +146,12 @@ class StreamlitServer:
                             rss_kb += int(line.split()[1])
                         elif line.startswith("VmHWM:"):
                             hwm_kb += int(line.split()[1])
+                with open(f"/proc/{pid}/smaps_rollup") as fh:
+                    pss_kb += next((int(line.split()[1]) for line in fh if line.startswith("Pss:")), 0)
             except OSError:
                 continue
         return {"rss_mb": round(rss_kb / 1024, 1), "peak_rss_mb": round(hwm_kb / 1024, 1),
-                "processes": len(pids)}
+                "pss_mb": round(pss_kb / 1024, 1), "processes": len(pids)}
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server's process tree has used so far. On a shared
