@@ -8,8 +8,9 @@ page runs then waited on it: with two runs training, 9 of 30 sessions opened wit
 GIL from the pages and leaves them the CPU first.
 
 The child is forked from a multiprocessing *forkserver* that imported torch and the
-learners once (:func:`preload`): a new run starts in tens of milliseconds and shares
-those pages with its siblings, where a fresh interpreter would import torch again
+learners once and took a first step of each kind (:func:`preload`,
+:mod:`metarep_core.process_warm`): a new run starts at once and shares those pages with
+its siblings, where a fresh interpreter would import torch again
 (~2 s of CPU, ~250 MB). Fork from the server itself is avoided: it has many threads,
 and a child forked from one may inherit a lock another thread held.
 
@@ -30,7 +31,7 @@ import threading
 from .cluster.runner import TrainingRunner, WorkerLost, dataset_payload
 
 PRELOAD = ("torch", "metarep_core.training", "metarep_core.learners", "metarep_core.checkpoints",
-           "metarep_core.data", "metarep_core.cluster.runner")
+           "metarep_core.data", "metarep_core.cluster.runner", "metarep_core.process_warm")
 POLL_S = 0.25  # how often the driver looks at a child that sends nothing (its liveness)
 
 _context = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import time
 import zipfile
 
 import pytest
@@ -74,6 +75,10 @@ def test_the_shipped_model_is_copied_never_shared_between_sessions():
 def test_stop_keeps_the_partial_model_and_the_page_stays_usable():
     at = new_app()
     job = _start_training(at, steps=5000)
+    deadline = time.monotonic() + 60
+    while job.step == 0:  # the run's process has taken its first step (a user sees it)
+        assert job.active and time.monotonic() < deadline, (job.status, job.error)
+        time.sleep(0.05)
     at.button(key="train_stop").click().run()
     job.wait(120)
     assert job.status == "stopped" and 0 < job.step < 5000
