@@ -97,13 +97,21 @@ def pct(values, q):
     return round(values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))], 1) if values else None
 
 
-class Student:
-    """One browser context through the proxy = one Streamlit session, with its own seed."""
+def new_context(browser, timeout_ms: float):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.set_default_timeout(timeout_ms)
+    return context
 
-    def __init__(self, browser, index: int, timeout_ms: float):
+
+class Student:
+    """One browser tab through the proxy = one Streamlit session (a session is a tab's
+    WebSocket), with its own seed; in a browser context of its own unless ``context``
+    (a browser whose tabs share cookies, hence the proxy's server, and its HTTP cache)."""
+
+    def __init__(self, browser, index: int, timeout_ms: float, context=None):
         self.index, self.seed = index, SEED0 + 10 * index
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-        self.context.set_default_timeout(timeout_ms)
+        self.own_context = context is None
+        self.context = new_context(browser, timeout_ms) if context is None else context
         self.page = self.context.new_page()
         self.runs = RunWatcher(self.page)
         self.server_errors: list[str] = []
@@ -142,7 +150,10 @@ class Student:
                 "url": int(in_url.group(1)) if in_url else None, "run": run.group(1) if run else None}
 
     def close(self):
-        self.context.close()
+        if self.own_context:
+            self.context.close()
+        else:
+            self.page.close()
 
 
 def timed_together(actions: list, timeout_s: float) -> list:
@@ -195,7 +206,7 @@ def still_training(trainer) -> bool:
 
 
 def measure(sessions: int = 60, concurrency: int = 2, train_steps: int = 20_000,
-            timeout_s: float = 240, browser=None, kinds=KINDS) -> dict:
+            timeout_s: float = 240, browser=None, kinds=KINDS, tabs: int = 1) -> dict:
     """Run the benchmark (a Chromium of its own unless ``browser`` is given); the JSON's dict."""
     unknown = [k for k in kinds if k not in ACTIONS]
     if unknown or "seed" not in kinds:
@@ -203,27 +214,28 @@ def measure(sessions: int = 60, concurrency: int = 2, train_steps: int = 20_000,
                          f"(the cross-talk check reads each session's own seed back)")
     load_before = os.getloadavg()
     began = time.perf_counter()
-    timeout_ms = timeout_s * 1000
     with Deployment(n_servers=2, proxy=True) as deployment:
         own = None
         if browser is None:
             from playwright.sync_api import sync_playwright
             own = sync_playwright().start()
             browser = launch_chromium(own)
-        students = []
+        students, contexts = [], []
         try:
             return _measure(deployment, browser, sessions, concurrency, train_steps, timeout_s,
-                            load_before, began, students, kinds)
+                            load_before, began, students, kinds, tabs, contexts)
         finally:
             for s in students:
                 s.close()
+            for context in contexts:
+                context.close()
             if own is not None:
                 browser.close()
                 own.stop()
 
 
 def _measure(deployment, browser, sessions, concurrency, train_steps, timeout_s, load_before, began, students,
-             kinds):
+             kinds, tabs, contexts):
     timeout_ms = timeout_s * 1000
     proxy = deployment.proxy
     log(f"deployment up {deployment.startup_s}", began)
@@ -233,10 +245,15 @@ def _measure(deployment, browser, sessions, concurrency, train_steps, timeout_s,
     errors: list[str] = []
     cpu0 = cpu_split(deployment)
     t0 = time.perf_counter()
-    crowd = [Student(browser, i, timeout_ms) for i in range(sessions)]
+    contexts.extend(new_context(browser, timeout_ms) for _ in range(0, sessions, tabs) if tabs > 1)
+    crowd = [Student(browser, i, timeout_ms, contexts[i // tabs] if tabs > 1 else None) for i in range(sessions)]
     students.extend(crowd)
-    for s in crowd:  # every first page in flight together
-        s.page.goto(f"{proxy.url}/{FIRST_PAGE}", wait_until="commit")
+    for i, s in enumerate(crowd):  # every first page in flight together...
+        if tabs > 1 and i % tabs == 0:  # ... but a browser's first answer first: its cookie names its server
+            s.page.goto(f"{proxy.url}/{FIRST_PAGE}", wait_until="commit")
+    for i, s in enumerate(crowd):
+        if tabs == 1 or i % tabs:
+            s.page.goto(f"{proxy.url}/{FIRST_PAGE}", wait_until="commit")
     for s in crowd:
         try:
             wait_idle(s.page, timeout_ms)
@@ -292,7 +309,7 @@ def _measure(deployment, browser, sessions, concurrency, train_steps, timeout_s,
     everything = [v for kind in kinds for v in latencies[kind]]
     memory = deployment.memory_mb()
     result = {
-        "bench": "multi-sessions", "sessions": sessions, "kinds": list(kinds),
+        "bench": "multi-sessions", "sessions": sessions, "kinds": list(kinds), "tabs_per_browser": tabs,
         "servers": len(deployment.servers),
         "concurrency": concurrency, "interactions": len(everything),
         "p50_ms": pct(everything, 50), "p95_ms": pct(everything, 95),
@@ -326,11 +343,13 @@ def main(argv=None):
                         help="the background training's steps (stopped when the measurement ends)")
     parser.add_argument("--timeout-s", type=float, default=240)
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
+    parser.add_argument("--tabs", type=int, default=1,
+                        help="sessions per browser context (tabs sharing cookies, so one server, and a cache)")
     args = parser.parse_args(argv)
     # `timeout` and Ctrl-C: stop the servers this started (the finally blocks), not orphan them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(json.dumps(measure(args.sessions, args.concurrency, args.train_steps, args.timeout_s,
-                             kinds=tuple(args.kinds.split(",")))), flush=True)
+                             kinds=tuple(args.kinds.split(",")), tabs=args.tabs)), flush=True)
 
 
 if __name__ == "__main__":
