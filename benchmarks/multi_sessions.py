@@ -27,8 +27,11 @@ then the app's idle attribute; tests/browser_harness.py's RunWatcher).
 Prints one JSON object: "p50_ms", "p95_ms", "max_ms" over all interactions (and per
 kind), "errors" (exceptions on a page, actions that timed out, HTTP 5xx through the
 proxy) with samples, "cross_talk" with samples, "per_server_sessions" (from each
-browser's SERVERID cookie), "proxy_requests" (HAProxy's log, per server), the servers'
-memory (RSS and peak of each process tree, MB), "load_avg" before and after, and whether
+browser's SERVERID cookie), "per_server_latency" (the trainer's server also runs the
+training thread, which shares the interpreter with its page runs), "proxy_requests"
+(HAProxy's log, per server), the servers' memory (RSS and peak of each process tree,
+MB), the CPU seconds of each server and of the rest (Chromium above all) while opening
+and while interacting, "load_avg" before and after, and whether
 the training ran through the whole measurement.
 """
 from __future__ import annotations
@@ -208,10 +211,12 @@ def still_training(trainer) -> bool:
 def measure(sessions: int = 60, concurrency: int = 2, train_steps: int = 20_000,
             timeout_s: float = 240, browser=None, kinds=KINDS, tabs: int = 1) -> dict:
     """Run the benchmark (a Chromium of its own unless ``browser`` is given); the JSON's dict."""
-    unknown = [k for k in kinds if k not in ACTIONS]
-    if unknown or "seed" not in kinds:
-        raise ValueError(f"kinds {list(kinds)}: allowed {list(ACTIONS)}, and \"seed\" is needed "
-                         f"(the cross-talk check reads each session's own seed back)")
+    kinds = tuple(kinds)
+    if any(k not in ACTIONS for k in kinds) or kinds[:1] != ("seed",) or (
+            "new-episode" in kinds and "page-switch" not in kinds[:kinds.index("new-episode")]):
+        raise ValueError(f"kinds {list(kinds)}: allowed {list(ACTIONS)}, \"seed\" first (the cross-talk check "
+                         f"reads each session's own seed back), \"page-switch\" before \"new-episode\" "
+                         f"(its button is on the episodes page)")
     load_before = os.getloadavg()
     began = time.perf_counter()
     with Deployment(n_servers=2, proxy=True) as deployment:
@@ -264,7 +269,9 @@ def _measure(deployment, browser, sessions, concurrency, train_steps, timeout_s,
     cpu1 = cpu_split(deployment)
     peak = deployment.memory_mb()
 
+    servers = {s.index: s.server() for s in crowd}  # the proxy's cookie: fixed from the first answer on
     latencies: dict[str, list[float]] = {k: [] for k in kinds}
+    by_server: dict[str, list[float]] = {}
     for kind in kinds:
         make = ACTIONS[kind]
         for first in range(0, len(crowd), concurrency):
@@ -274,6 +281,7 @@ def _measure(deployment, browser, sessions, concurrency, train_steps, timeout_s,
                     errors.append(f"session {s.index} {kind}: {result}")
                 else:
                     latencies[kind].append(result)
+                    by_server.setdefault(servers[s.index], []).append(result)
             log(f"{kind}: sessions {first}..{first + len(group) - 1} done", began)
             now = deployment.memory_mb()
             peak = {n: max(peak[n], now[n], key=lambda m: m["rss_mb"]) for n in now}
@@ -318,7 +326,9 @@ def _measure(deployment, browser, sessions, concurrency, train_steps, timeout_s,
         "goal_p95_ms": 2000,
         "errors": len(errors), "error_samples": errors[:10],
         "cross_talk": len(cross_talk), "cross_talk_samples": cross_talk[:10],
-        "per_server_sessions": dict(Counter(s.server() for s in crowd)),
+        "per_server_sessions": dict(Counter(servers.values())),
+        "per_server_latency": {n: {"n": len(v), "p50_ms": pct(v, 50), "p95_ms": pct(v, 95)}
+                               for n, v in sorted(by_server.items(), key=lambda kv: str(kv[0]))},
         "trainer_server": trainer.server(),
         "proxy_requests": dict(proxy.served_by()),
         "open_all_s": round(open_all_s, 1),
