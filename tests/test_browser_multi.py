@@ -11,7 +11,8 @@ deploy/haproxy.cfg, all on loopback ports.
   HAProxy's request log shows that server answered every request of the session (page,
   scripts, media, the WebSocket), and the images a script run made are served; the same
   image asked of the other server is a 404 (why the stickiness). Two fresh browsers are
-  spread over both servers.
+  spread over both servers. A browser whose server stopped is sent to the other one,
+  where its ``?run=`` link brings its settings back.
 """
 from __future__ import annotations
 
@@ -241,3 +242,21 @@ def test_fresh_browsers_are_spread_over_both_servers(deployment, chromium):
     finally:
         for context in opened:
             context.close()
+
+
+# Last in this module: it stops one of the module's servers.
+def test_a_browser_whose_server_went_down_reopens_its_work_on_the_other(deployment, chromium):
+    proxy = deployment.proxy
+    context, page, runs = _context(chromium)
+    try:
+        _act(page, runs, lambda: page.goto(f"{proxy.url}/lessons"), "opening through the proxy")
+        seed = page.locator(".st-key-seed input")
+        _act(page, runs, lambda: (seed.fill("4242"), seed.press("Enter")), "choosing a seed")
+        token, gone = _run_token(page), _sticky_server(context)
+        deployment.servers[gone].stop()
+        # The cookie still names the stopped server: HAProxy sends the browser to the other.
+        _act(page, runs, lambda: page.goto(f"{proxy.url}/lessons?run={token}"), "reopening the run")
+        assert _sticky_server(context) != gone
+        expect(page.locator(".st-key-seed input")).to_have_value("4242")
+    finally:
+        context.close()

@@ -102,6 +102,7 @@ def test_the_proxy_names_each_app_server_and_keeps_a_browser_on_one():
     assert re.search(r"^\s*http-check send meth GET uri /_stcore/health$", cfg, re.MULTILINE)
     for name in servers:  # each server's cookie value is its name, and it is health-checked
         assert re.search(rf"^\s*server {name} \S+ cookie {name} check$", cfg, re.MULTILINE), name
+    assert re.search(r"^\s*option redispatch$", cfg, re.MULTILINE)  # a gone server's browsers move on
     timeouts = dict(re.findall(r"^\s*timeout (tunnel|client|server) (\S+)$", cfg, re.MULTILINE))
     assert timeouts == {"tunnel": "1h", "client": "1h", "server": "1h"}  # a session's WebSocket
 
