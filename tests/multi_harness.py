@@ -137,7 +137,7 @@ class HAProxy:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGUSR1)  # soft stop: finishes what it holds
+            self.proc.send_signal(signal.SIGTERM)  # hard stop: a soft one would wait for open WebSockets
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
