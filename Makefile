@@ -1,12 +1,12 @@
 # Two commands set everything up (see README "Quick start"):
 #   make run   - create/reuse .venv, install pinned requirements, start the app
-#   make test  - the same plus dev requirements, Chromium and PostgreSQL, then the whole suite
+#   make test  - the same plus dev requirements, Chromium, PostgreSQL and HAProxy, then the whole suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test bench browser postgres clean
+.PHONY: run test bench browser postgres haproxy clean
 
 $(VENV)/.runtime-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ browser:
 postgres:
 	bash scripts/ensure_postgres.sh
 
-test: $(VENV)/.dev-installed browser postgres
+# The multi-server tests put the deployment's proxy (deploy/haproxy.cfg) in front of two app servers.
+haproxy:
+	bash scripts/ensure_haproxy.sh
+
+test: $(VENV)/.dev-installed browser postgres haproxy
 	$(PY) -m pytest
 
 bench: $(VENV)/.runtime-installed

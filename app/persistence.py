@@ -15,7 +15,16 @@ What is kept, and where it is written:
 - exercise answers (:func:`record_answer`, called by ``lesson_state.record``);
 - the last Compare run's results (:func:`keep_comparison` after the run,
   :func:`stored_comparison` when the page finds none in the session), checked by the
-  store when written and when read: a row that fails is said and never shown.
+  store when written and when read: a row that fails is said and never shown;
+- the rounds of "You vs the model" (:func:`keep_human_record`, the page state of page
+  ``human``; back into the session at :func:`restore`, so Compare shows "You" too).
+
+Nothing of this is kept in one server's memory or on its disk beyond the session that
+made it: with ``METAREP_DB_URL`` naming a PostgreSQL database shared by several app
+servers, a run saved through one server reopens through any other (the README's
+"Deploying for a school"). What stays in a server's memory is only what a session is
+doing right now (its widgets, a training job while it runs: the proxy's sticky
+sessions keep a browser on the server that runs them).
 
 When the run is made: lazily, at the first thing worth keeping (settings other than the
 defaults, a page state changed from what the page first showed, a checkpoint, an
@@ -28,6 +37,7 @@ function here then does nothing.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 
@@ -50,6 +60,7 @@ PENDING = "_run_checkpoints"  # checkpoint slots of a restored run not yet loade
 PENDING_RESULTS = "_run_results"  # result slots of a restored run not yet loaded
 UPLOAD_SLOT = "upload"
 COMPARE_SLOT = "compare"      # the run's last comparison
+HUMAN_PAGE = "human"          # the page state that keeps the "You vs the model" record
 RESERVED_META = ("format", "format_version", "algorithm", "config")  # checkpoint_to_bytes writes them
 UNAVAILABLE = (SQLAlchemyError, OSError)  # the database, not the value, is the problem
 
@@ -178,6 +189,7 @@ def restore() -> None:
     ss[PENDING_RESULTS] = {b.slot for b in run.blobs if b.kind == "result"}
     if any(b.kind == "dataset" and b.slot == UPLOAD_SLOT for b in run.blobs):
         _restore_upload(run.token)
+    _restore_human_record(ss[PAGES].get(HUMAN_PAGE, {}).get("record"))
     from app import exercises  # late: exercises imports services, which imports this module
     answers = _call("run_answers", run.token) or []
     ss[exercises.ANSWERS_KEY] = [
@@ -239,6 +251,25 @@ def keep_page(page: str, **values) -> None:
     run = token(create=merged != first[page])
     if run:
         _call("save_page_state", run, page, merged)
+
+
+def keep_human_record(record) -> None:
+    """The session's "You vs the model" record (an :class:`app.human.HumanRecord`, or None
+    when there is none), kept as page ``human``'s state whenever it changed; called on
+    every run of that page so that the first round answered makes the run."""
+    keep_page(HUMAN_PAGE, record=None if record is None else json.loads(record.to_json()))
+
+
+def _restore_human_record(kept) -> None:
+    """The kept record back under ``human.STATE_KEY`` (read through its own checks: a
+    record of another format, or a damaged one, is dropped, as a fresh page would be)."""
+    from app import human
+    if not isinstance(kept, dict):
+        return
+    try:
+        st.session_state[human.STATE_KEY] = human.HumanRecord.from_json(json.dumps(kept))
+    except MetaRepError as exc:
+        log.warning("a kept human-vs-model record was not restored: %s", exc)
 
 
 # ------------------------------------------------------------------ checkpoints, data, answers

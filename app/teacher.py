@@ -10,8 +10,8 @@ class. The key is kept in this session only (``teacher_class``), never in the UR
 Session-state keys: ``teacher_class`` (``(code, key)`` of the open class),
 ``teacher_new`` (the code of a class created in this session: its key is shown until
 the teacher confirms it is kept). Widget keys: ``teacher_create``, ``teacher_code``,
-``teacher_key``, ``teacher_open``, ``teacher_kept``, ``teacher_close``, ``teacher_csv``,
-``teacher_reveal_<lesson>_<n>``, ``projector_toggle``.
+``teacher_key``, ``teacher_open``, ``teacher_kept``, ``teacher_refresh``, ``teacher_close``,
+``teacher_csv``, ``teacher_reveal_<lesson>_<n>``, ``projector_toggle``.
 """
 from __future__ import annotations
 
@@ -164,12 +164,14 @@ def dashboard(code: str, key: str, lang: str) -> None:
         st.button(t("teacher.close"), key="teacher_close", on_click=_close)
         return
     header(code, key)
-    tools = st.columns(3)
+    tools = st.columns(4)
     with tools[0]:
         projector.toggle(t("projector.toggle"))
-    tools[1].download_button(t("teacher.csv"), data=csv_text, file_name=f"class_{code}.csv",
+    # Answers arrive through any app server (all write to the one store): a rerun reads them.
+    tools[1].button(t("teacher.refresh"), key="teacher_refresh", icon=":material/refresh:")
+    tools[2].download_button(t("teacher.csv"), data=csv_text, file_name=f"class_{code}.csv",
                              mime="text/csv", key="teacher_csv", icon=":material/download:")
-    tools[2].button(t("teacher.close"), key="teacher_close", on_click=_close)
+    tools[3].button(t("teacher.close"), key="teacher_close", on_click=_close)
     error = st.session_state.pop("_teacher_error", None)
     if error:
         show("error", user_message(error))

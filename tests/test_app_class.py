@@ -89,6 +89,14 @@ def test_the_teachers_page_needs_the_key_and_shows_counts_distribution_and_csv(s
     with pytest.raises(MetaRepError, match="not revealed"):
         store.answer_summary(code, "families", 2)
 
+    # An answer given through another app server (the same store): the open view's
+    # Refresh reads it, with no new session and no key asked again.
+    store.record_answer(store.join_class(code, "Zed"), "families", 2, "protonet", correct=True)
+    assert "Zed" not in shown(right)
+    right.button(key="teacher_refresh").click().run()
+    assert "Zed" in shown(right) and problems(right) == []
+    assert "4 / 4" in [m.value for m in right.metric if m.label == t("teacher.answered")]
+
     right.toggle(key="projector_toggle").set_value(True).run()  # projector mode from the page
     assert right.query_params["projector"] == "1"
     assert f"zoom: {projector.ZOOM}" in " ".join(h.proto.body for h in right.get("html"))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app import exercises, persistence, state
+from app import exercises, human, persistence, state
 from app_harness import MAIN, class_folder_zip, goto, new_app, problems, set_and_run, strings, texts
+from metarep_core.data import load_dataset
 from metarep_core.store import RunStore
 
 EN = strings("en")
@@ -53,7 +54,7 @@ def test_settings_and_page_states_come_back_from_the_link():
 
 def test_a_session_that_only_looks_makes_no_run_and_its_first_change_does():
     at = new_app()
-    for page in ("adapt", "compare"):
+    for page in ("adapt", "human", "compare"):
         goto(at, page)
     assert "run" not in at.query_params and EN["run.saved"] not in texts(at)
     # made while the page runs (after main.py wrote the URL): in the URL at once, for a reload
@@ -89,6 +90,28 @@ def test_a_trained_model_and_an_answer_come_back_after_a_reload():
         == [(answered.lesson, answered.step, "higher", answered.correct)]
     goto(again, "lessons")
     assert EN["lesson.answers"].format(n=1, right=int(answered.correct)) in [e.label for e in again.expander]
+
+
+def test_the_rounds_against_the_model_come_back_and_compare_still_shows_you():
+    """A "You vs the model" record lives in the run, not in one server's memory: a new
+    session (another server, in a deployment) opened with the link has it."""
+    at = new_app(dataset="glyphs", n_query=2, seed=3)
+    goto(at, "human")
+    at.button(key="human_start").click().run()
+    record = at.session_state.get(human.STATE_KEY) or human.new_record("glyphs", "test", 5, 1, 2, 3)
+    truth = human.comparison_episode(load_dataset("glyphs", seed=0), record, 0).query_y.tolist()
+    for j, y in enumerate(truth):
+        at.radio(key=f"human_answer_0_{j}").set_value(y if j else (y + 1) % 5)  # 9 of 10 right
+    at.button(key="human_submit").click().run()
+    kept = at.session_state[human.STATE_KEY]
+    assert list(kept.scores()) == [0.9] and problems(at) == []
+
+    again = _reopen(at.query_params["run"])
+    assert again.session_state[human.STATE_KEY] == kept  # back before any page asks (Compare reads it)
+    goto(again, "human")
+    assert EN["human.so_far"].format(episodes=1, accuracy="90", seconds=f"{kept.seconds_per_query:.1f}") \
+        in [s.value for s in again.success]
+    assert problems(again) == []
 
 
 def test_a_stored_checkpoint_that_does_not_fit_is_refused_not_loaded():
@@ -152,7 +175,7 @@ def test_a_database_that_goes_away_mid_session_is_said_once(monkeypatch):
     finally:
         server.stop()
     set_and_run(at, seed=6)  # a change to keep, and nowhere to keep it
-    for page in ("adapt", "compare"):
+    for page in ("adapt", "human", "compare"):
         goto(at, page)
         said = [w.value for w in at.warning if w.value.startswith(EN["run.store_unavailable"][:25])]
         assert len(said) == 1 and problems(at) == [] and not at.error, (page, said)

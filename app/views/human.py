@@ -6,7 +6,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from app import classroom, human, ui
+from app import classroom, human, persistence, ui
 from app.figures.adaptation import query_predictions
 from app.i18n import t
 from app.safe_text import show
@@ -107,6 +107,7 @@ if ctx.task != "classification":
     st.info(t("human.needs_classes"))
     st.stop()
 record = current_record(ctx)
+persistence.keep_human_record(st.session_state.get(human.STATE_KEY))  # the kept one, not a new empty one
 if st.session_state.get("human_feedback"):
     st.success(st.session_state.pop("human_feedback"))
 scoreboard(record)
