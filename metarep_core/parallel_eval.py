@@ -101,7 +101,7 @@ def _server_slots() -> _Slots:
 
 def _child(name: str, checkpoint: bytes, payload: bytes, episode_args: dict, nice: int, out) -> None:
     """One learner's episodes, in a child: ``("tick", name, done)`` after each episode,
-    then ``("result", name, {"scores", "seconds", "pid", "started", "ended"})`` (``started``
+    then ``("result", name, {"scores", "seconds", "cpu_seconds", "pid", "started", "ended"})`` (``started``
     and ``ended``: ``time.monotonic()``, one clock for all processes of the machine), or
     ``("error", name, exception type, text)``."""
     started = time.monotonic()
@@ -117,15 +117,15 @@ def _child(name: str, checkpoint: bytes, payload: bytes, episode_args: dict, nic
         from .evaluation import episode_scores
         learner, _ = load_checkpoint(checkpoint)
         dataset = dataset_from_payload(pickle.loads(payload))
-        begun = time.perf_counter()
+        begun, cpu = time.perf_counter(), time.process_time()
         scores = episode_scores(learner.eval(), dataset, **episode_args,
                                 callback=lambda done, total: out.put(("tick", name, done)))
-        seconds = time.perf_counter() - begun
+        seconds, cpu = time.perf_counter() - begun, time.process_time() - cpu
     except Exception as exc:
         out.put(("error", name, "MetaRepError" if isinstance(exc, MetaRepError) else type(exc).__name__, str(exc)))
         return
     out.put(("result", name, {"scores": np.asarray(scores, dtype=np.float64), "seconds": seconds,
-                              "pid": os.getpid(), "started": started, "ended": time.monotonic()}))
+                              "cpu_seconds": cpu, "pid": os.getpid(), "started": started, "ended": time.monotonic()}))
 
 
 def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: str, n_way: int, k_shot: int,
@@ -136,7 +136,8 @@ def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: st
     """Each learner of ``checkpoints`` (``{name: checkpoint bytes}``) scored on the same
     episodes of ``dataset`` in a child process of its own, at most :func:`process_limit`
     children at once in this server: ``{name: {"scores": (episodes,) float64, "seconds":
-    time in the episodes, "pid", "started", "ended"}}`` in the order of ``checkpoints``.
+    time in the episodes, "cpu_seconds": the child's CPU time in them, "pid", "started",
+    "ended"}}`` in the order of ``checkpoints``.
 
     ``on_progress(name, done, total)`` after each episode of each learner (in this
     thread); ``on_wait(True)`` when no slot is free and none of this Compare's learners
