@@ -30,7 +30,8 @@ import threading
 from .cluster.runner import TrainingRunner, WorkerLost, dataset_payload
 
 PRELOAD = ("torch", "metarep_core.training", "metarep_core.learners", "metarep_core.checkpoints",
-           "metarep_core.data", "metarep_core.cluster.runner")
+           "metarep_core.data", "metarep_core.cluster.runner",
+           "metarep_core.evaluation", "metarep_core.parallel_eval")  # Compare's children too
 POLL_S = 0.25  # how often the driver looks at a child that sends nothing (its liveness)
 
 _context = None

@@ -106,8 +106,17 @@ def test_two_compares_at_once_run_at_most_two_children(glyphs, monkeypatch):
     assert peak == 2  # parallel, and never more than two in the server
     assert waits["b"][:2] == [True, False] and waits["a"] == []  # "b" waited, then ran
     assert parallel_eval._server_slots().used == 0
+    a = got["a"]  # the costliest first (Reptile's 10 inner steps), ANIL when a slot freed
+    assert a["reptile"]["started"] < a["anil"]["started"] and a["maml"]["started"] < a["anil"]["started"]
+    assert a["anil"]["started"] >= min(a["reptile"]["ended"], a["maml"]["ended"])
     for name in checkpoints:
         assert np.array_equal(got["a"][name]["scores"], got["b"][name]["scores"])
+
+
+def test_the_costliest_learners_start_first():
+    assert parallel_eval.start_order(["protonet", "matching", "maml", "anil", "reptile"]) == [
+        "reptile", "maml", "anil", "matching", "protonet"]
+    assert parallel_eval.start_order(["protonet", "someone_new", "imaml"])[0] == "imaml"
 
 
 def test_a_childs_refusal_comes_back_and_frees_its_slot(glyphs, monkeypatch):
