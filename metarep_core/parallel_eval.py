@@ -46,16 +46,34 @@ NICE = 5  # below the page runs (which wait on nothing here), above training (+1
 # CPU milliseconds per Omniglot 5-way 1-shot episode of each learner (shipped models, one
 # thread; episode_scores on 10 episodes each, measured at load ~7). Only the order counts:
 # the costliest learners start first, so that with two slots the last one to finish is
-# not Reptile started late (five learners: makespan ~ Reptile alone, not Reptile + others).
+# not Reptile started late, and Reptile's 100 episodes are split between the two.
 EPISODE_CPU_MS = {"imaml": 152, "reptile": 146, "maml": 64, "anil": 62, "matching": 54, "siamese": 50,
                   "dnc": 43, "protonet": 40, "mann": 37, "abml": 23, "versa": 21, "metanet": 19}
 
 
-def start_order(names) -> list[str]:
-    """``names`` (algorithm names) costliest first by :data:`EPISODE_CPU_MS` (an unknown
-    name counts as a middling one); ties keep their order."""
+MIN_PIECE_MS = 1500  # a child's own start costs ~0.25 s of CPU (checkpoint, dataset): pieces no smaller
+
+
+def plan(names, episodes: int, slots: int) -> list[tuple[str, int, int]]:
+    """The children a Compare of ``names`` (algorithm names) x ``episodes`` starts, as
+    ``(name, first episode, episodes)``, in the order they start: a learner whose work
+    (:data:`EPISODE_CPU_MS`; an unknown name counts as a middling one) is over a third of
+    a slot's fair share is split into consecutive pieces of episodes (so that one slow
+    learner does not run alone on one core while the other idles), each piece at least
+    :data:`MIN_PIECE_MS`; then the costliest pieces first (with ``slots`` slots the last
+    to finish is not a long one started late). Ties keep the order of ``names``."""
     middle = sorted(EPISODE_CPU_MS.values())[len(EPISODE_CPU_MS) // 2]
-    return sorted(names, key=lambda n: -EPISODE_CPU_MS.get(n, middle))
+    cost = {n: EPISODE_CPU_MS.get(n, middle) * episodes for n in names}
+    share = sum(cost.values()) / (3 * max(1, slots))
+    pieces = []
+    for n in names:
+        k = max(1, min(episodes, round(cost[n] / share), int(cost[n] // MIN_PIECE_MS)))
+        sizes = [episodes // k + (1 if j < episodes % k else 0) for j in range(k)]
+        first = 0
+        for size in sizes:
+            pieces.append((n, first, size))
+            first += size
+    return sorted(pieces, key=lambda p: -cost[p[0]] * p[2] / episodes)
 
 
 def process_limit() -> int:
@@ -114,12 +132,15 @@ def _server_slots() -> _Slots:
         return _slots
 
 
-def _child(name: str, checkpoint: bytes, payload: bytes, episode_args: dict, nice: int, out) -> None:
-    """One learner's episodes, in a child: ``("tick", name, done)`` after each episode,
-    then ``("result", name, {"scores", "seconds", "cpu_seconds", "pid", "started", "ended"})`` (``started``
+def _child(name: str, first: int, checkpoint: bytes, payload: bytes, episode_args: dict, nice: int,
+           out) -> None:
+    """Episodes ``first`` ... ``first + episode_args["episodes"] - 1`` of one learner, in a
+    child: ``("tick", (name, first), done)`` after each episode, then ``("result", (name,
+    first), {"scores", "seconds", "cpu_seconds", "pid", "started", "ended"})`` (``started``
     and ``ended``: ``time.monotonic()``, one clock for all processes of the machine), or
-    ``("error", name, exception type, text)``."""
+    ``("error", (name, first), exception type, text)``."""
     started = time.monotonic()
+    key = (name, first)
     try:  # an absolute niceness: the fork server may itself run niced
         os.setpriority(os.PRIO_PROCESS, 0, nice)
     except OSError:
@@ -133,14 +154,14 @@ def _child(name: str, checkpoint: bytes, payload: bytes, episode_args: dict, nic
         learner, _ = load_checkpoint(checkpoint)
         dataset = dataset_from_payload(pickle.loads(payload))
         begun, cpu = time.perf_counter(), time.process_time()
-        scores = episode_scores(learner.eval(), dataset, **episode_args,
-                                callback=lambda done, total: out.put(("tick", name, done)))
+        scores = episode_scores(learner.eval(), dataset, **episode_args, first=first,
+                                callback=lambda done, total: out.put(("tick", key, done)))
         seconds, cpu = time.perf_counter() - begun, time.process_time() - cpu
     except Exception as exc:
-        out.put(("error", name, "MetaRepError" if isinstance(exc, MetaRepError) else type(exc).__name__, str(exc)))
+        out.put(("error", key, "MetaRepError" if isinstance(exc, MetaRepError) else type(exc).__name__, str(exc)))
         return
-    out.put(("result", name, {"scores": np.asarray(scores, dtype=np.float64), "seconds": seconds,
-                              "cpu_seconds": cpu, "pid": os.getpid(), "started": started, "ended": time.monotonic()}))
+    out.put(("result", key, {"scores": np.asarray(scores, dtype=np.float64), "seconds": seconds,
+                             "cpu_seconds": cpu, "pid": os.getpid(), "started": started, "ended": time.monotonic()}))
 
 
 def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: str, n_way: int, k_shot: int,
@@ -149,24 +170,27 @@ def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: st
                             on_wait: Callable[[bool], object] | None = None,
                             nice: int = NICE) -> dict[str, dict]:
     """Each learner of ``checkpoints`` (``{name: checkpoint bytes}``) scored on the same
-    episodes of ``dataset`` in a child process of its own, at most :func:`process_limit`
-    children at once in this server, the costliest first (:func:`start_order`):
-    ``{name: {"scores": (episodes,) float64, "seconds":
-    time in the episodes, "cpu_seconds": the child's CPU time in them, "pid", "started",
-    "ended"}}`` in the order of ``checkpoints``.
+    episodes of ``dataset`` in child processes (a slow learner's episodes split between
+    several: :func:`plan`), at most :func:`process_limit` children at once in this server:
+    ``{name: {"scores": (episodes,) float64 (the pieces put back in order), "seconds": the
+    pieces' time in their episodes, "cpu_seconds": their CPU time, "pieces": [{"first",
+    "episodes", "pid", "started", "ended", "seconds", "cpu_seconds"}]}}`` in the order
+    of ``checkpoints``.
 
     ``on_progress(name, done, total)`` after each episode of each learner (in this
-    thread); ``on_wait(True)`` when no slot is free and none of this Compare's learners
-    runs (other Compares hold them all), ``on_wait(False)`` when it starts again. Any
-    exception here (a stopped page) ends this Compare's children and frees their slots.
-    MetaRepError when a child refuses (its own message) or dies."""
+    thread; ``done`` counts all of that learner's pieces); ``on_wait(True)`` when no slot
+    is free and none of this Compare's children runs (other Compares hold them all),
+    ``on_wait(False)`` when it starts again. Any exception here (a stopped page) ends
+    this Compare's children and frees their slots. MetaRepError when a child refuses
+    (its own message) or dies."""
     from .cluster.runner import dataset_payload
     from .process_runner import _mp_context
 
-    if process_limit() == 0:
+    limit = process_limit()
+    if limit == 0:
         raise MetaRepError(f"{ENV}=0: evaluation children are turned off")
     args = {"split": split, "n_way": int(n_way), "k_shot": int(k_shot), "n_query": int(n_query),
-            "episodes": int(episodes), "seed": int(seed)}
+            "seed": int(seed)}
     # The plain pickler: multiprocessing's would send each class tensor of an upload as
     # a file descriptor (see process_runner). Our own object, made in this process.
     payload = pickle.dumps(dataset_payload(dataset), protocol=pickle.HIGHEST_PROTOCOL)
@@ -174,23 +198,25 @@ def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: st
     ctx = _mp_context()
     out = ctx.Queue()
     slots = _server_slots()
-    pending = start_order(checkpoints)
-    running: dict[str, object] = {}
-    results: dict[str, dict] = {}
+    pending = plan(list(checkpoints), int(episodes), limit)
+    running: dict[tuple[str, int], object] = {}
+    pieces: dict[tuple[str, int], dict] = {}
+    done: dict[tuple[str, int], int] = {}
     waiting = False
     try:
         while pending or running:
             # Start what the free slots allow; with nothing running, wait in the queue.
             while pending and slots.acquire(0 if running else POLL_S):
-                name = pending.pop(0)
+                name, first, count = pending.pop(0)
                 try:
                     proc = ctx.Process(target=_child, name="metarep-eval", daemon=True,
-                                       args=(name, checkpoints[name], payload, args, nice, out))
+                                       args=(name, first, checkpoints[name], payload,
+                                             {**args, "episodes": count}, nice, out))
                     proc.start()
                 except BaseException:
                     slots.release()
                     raise
-                running[name] = proc
+                running[(name, first)] = proc
             if pending and not running:
                 if not waiting and on_wait is not None:
                     on_wait(True)
@@ -200,27 +226,29 @@ def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: st
                 on_wait(False)
             waiting = False
             try:
-                kind, name, *rest = out.get(timeout=POLL_S)
+                kind, key, *rest = out.get(timeout=POLL_S)
             except queue_module.Empty:
-                for name, proc in list(running.items()):
+                for (name, _), proc in list(running.items()):
                     if not proc.is_alive() and out.empty():
                         proc.join(1)
                         raise MetaRepError(f"the evaluation process of {name} ended (exit code "
                                            f"{proc.exitcode}) without a result")
                 continue
+            key = tuple(key)
             if kind == "tick":
+                done[key] = rest[0]
                 if on_progress is not None:
-                    on_progress(name, rest[0], args["episodes"])
+                    on_progress(key[0], sum(d for k, d in done.items() if k[0] == key[0]), int(episodes))
                 continue
-            proc = running.pop(name)
+            proc = running.pop(key)
             proc.join(5)
             slots.release()
             if kind == "error":
                 kind_name, text = rest
                 if kind_name == "MetaRepError":
                     raise MetaRepError(text)
-                raise MetaRepError(f"evaluating {name} failed: {kind_name}: {text.splitlines()[0][:300] if text else ''}")
-            results[name] = rest[0]
+                raise MetaRepError(f"evaluating {key[0]} failed: {kind_name}: {text.splitlines()[0][:300] if text else ''}")
+            pieces[key] = dict(rest[0], first=key[1], episodes=len(rest[0]["scores"]))
     finally:
         for proc in running.values():  # a stopped page, an error: end the rest and free their slots
             if proc.is_alive():
@@ -228,4 +256,10 @@ def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: st
             proc.join(5)
             slots.release()
         out.close()
-    return {name: results[name] for name in checkpoints}
+    results = {}
+    for name in checkpoints:
+        mine = sorted((p for k, p in pieces.items() if k[0] == name), key=lambda p: p["first"])
+        results[name] = {"scores": np.concatenate([p.pop("scores") for p in mine]),
+                         "seconds": sum(p["seconds"] for p in mine),
+                         "cpu_seconds": sum(p["cpu_seconds"] for p in mine), "pieces": mine}
+    return results

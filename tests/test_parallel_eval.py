@@ -35,7 +35,12 @@ def _settings(**kw):
 
 
 def test_processes_give_the_in_thread_scores_exactly(glyphs, monkeypatch):
+    """Reptile's episodes split between two children (pieces of any size allowed here),
+    put back in order: every score equals the in-thread one."""
     models, settings = _models(glyphs), _settings()
+    monkeypatch.setattr(parallel_eval, "MIN_PIECE_MS", 1)
+    assert [p for p in parallel_eval.plan(LEARNERS, 6, 2) if p[0] == "reptile"] == [
+        ("reptile", 0, 3), ("reptile", 3, 3)]
     monkeypatch.setenv(parallel_eval.ENV, "0")
     in_thread = comparison.compare(models, glyphs, settings, 6)
     monkeypatch.setenv(parallel_eval.ENV, "2")
@@ -96,7 +101,8 @@ def test_two_compares_at_once_run_at_most_two_children(glyphs, monkeypatch):
     for th in threads.values():
         th.join(300)
     assert errors == []
-    spans = [(r["started"], r["ended"], r["pid"]) for res in got.values() for r in res.values()]
+    spans = [(p["started"], p["ended"], p["pid"]) for res in got.values() for r in res.values()
+             for p in r["pieces"]]
     assert len({pid for *_, pid in spans}) == 6  # one child per learner
     events = sorted([(s, 1) for s, _, _ in spans] + [(e, -1) for _, e, _ in spans])
     alive = peak = 0
@@ -106,17 +112,25 @@ def test_two_compares_at_once_run_at_most_two_children(glyphs, monkeypatch):
     assert peak == 2  # parallel, and never more than two in the server
     assert waits["b"][:2] == [True, False] and waits["a"] == []  # "b" waited, then ran
     assert parallel_eval._server_slots().used == 0
-    a = got["a"]  # the costliest first (Reptile's 10 inner steps), ANIL when a slot freed
+    a = {name: r["pieces"][0] for name, r in got["a"].items()}  # one piece each here
+    # the costliest first (Reptile's 10 inner steps), ANIL when a slot freed
     assert a["reptile"]["started"] < a["anil"]["started"] and a["maml"]["started"] < a["anil"]["started"]
     assert a["anil"]["started"] >= min(a["reptile"]["ended"], a["maml"]["ended"])
     for name in checkpoints:
         assert np.array_equal(got["a"][name]["scores"], got["b"][name]["scores"])
 
 
-def test_the_costliest_learners_start_first():
-    assert parallel_eval.start_order(["protonet", "matching", "maml", "anil", "reptile"]) == [
-        "reptile", "maml", "anil", "matching", "protonet"]
-    assert parallel_eval.start_order(["protonet", "someone_new", "imaml"])[0] == "imaml"
+def test_the_plan_splits_a_slow_learner_and_starts_the_costliest_first():
+    five = ["protonet", "matching", "maml", "anil", "reptile"]
+    assert parallel_eval.plan(five, 100, 2) == [
+        ("reptile", 0, 50), ("reptile", 50, 50), ("maml", 0, 100), ("anil", 0, 100),
+        ("matching", 0, 100), ("protonet", 0, 100)]
+    assert parallel_eval.plan(five, 10, 2) == [(n, 0, 10) for n in ("reptile", "maml", "anil", "matching",
+                                                                    "protonet")]  # too short to split
+    one = parallel_eval.plan(["maml"], 600, 2)  # a learner alone still uses both cores
+    assert len(one) > 1 and sum(n for *_, n in one) == 600
+    assert [f for _, f, _ in one] == sorted(f for _, f, _ in one) and one[0][1] == 0
+    assert parallel_eval.plan(["protonet", "someone_new", "imaml"], 10, 2)[0][0] == "imaml"
 
 
 def test_a_childs_refusal_comes_back_and_frees_its_slot(glyphs, monkeypatch):
