@@ -62,11 +62,11 @@ def test_off_means_the_pages_own_thread(glyphs, monkeypatch):
     with pytest.raises(MetaRepError, match="METAREP_COMPARE_PROCESSES=0"):
         parallel_eval.parallel_episode_scores({}, glyphs, split="test", n_way=5, k_shot=1, n_query=3,
                                               episodes=2, seed=0)
-    # and compare() then scores here: no child process is ever started
-    started = []
-    monkeypatch.setattr(parallel_eval, "_child", lambda *a: started.append(a))
+    # and compare() then scores here, never asking for children
+    asked = []
+    monkeypatch.setattr(parallel_eval, "parallel_episode_scores", lambda *a, **k: asked.append(a))
     results = comparison.compare(_models(glyphs, ("protonet",)), glyphs, _settings(), 2)
-    assert len(results["protonet"]["scores"]) == 2 and started == []
+    assert len(results["protonet"]["scores"]) == 2 and asked == []
 
 
 def test_a_bad_setting_is_refused_with_its_name(monkeypatch):
@@ -140,3 +140,20 @@ def test_a_childs_refusal_comes_back_and_frees_its_slot(glyphs, monkeypatch):
         parallel_eval.parallel_episode_scores({"protonet": b"not a checkpoint"}, glyphs, split="test",
                                               n_way=5, k_shot=1, n_query=3, episodes=2, seed=0)
     assert parallel_eval._server_slots().used == 0
+
+
+def test_an_uploaded_dataset_is_copied_to_the_children(glyphs, monkeypatch):
+    """A dataset that is not built in (an upload: one tensor per class) travels as a copy,
+    pickled here with the plain pickler (multiprocessing's sent one descriptor per class
+    tensor: "too many fds"); the children score it as this thread does."""
+    import dataclasses
+    from metarep_core.cluster.runner import dataset_payload
+    upload = dataclasses.replace(glyphs, name="my-upload", params={})
+    assert dataset_payload(upload)[0] == "copy"
+    models, settings = _models(upload, ("protonet", "anil")), _settings()
+    monkeypatch.setenv(parallel_eval.ENV, "0")
+    in_thread = comparison.compare(models, upload, settings, 4)
+    monkeypatch.setenv(parallel_eval.ENV, "2")
+    in_processes = comparison.compare(models, upload, settings, 4)
+    for name in models:
+        assert np.array_equal(in_processes[name]["scores"], in_thread[name]["scores"]), name
