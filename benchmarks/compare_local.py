@@ -31,6 +31,9 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--learners", default=",".join(LEARNERS))
     ap.add_argument("--processes", type=int, default=2, help="METAREP_COMPARE_PROCESSES of the parallel run")
+    ap.add_argument("--nice", type=int, default=None,
+                    help="the children's niceness above this process (default: the app's, "
+                         "parallel_eval.NICE; 0 to compare at the in-thread run's priority on a shared machine)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # one thread per process, as the children
     from app import state
@@ -45,7 +48,7 @@ def main() -> None:
                                     source="shipped") for n in names}
     settings = state.Settings(dataset="omniglot", n_way=5, k_shot=1, n_query=15, seed=0, split="test")
     process_runner.preload()  # as app/serve.py does at server start
-    out = {"episodes": args.episodes, "learners": names, "loadavg_before": loadavg(), "in_thread": {},
+    out = {"episodes": args.episodes, "nice": parallel_eval.NICE if args.nice is None else args.nice, "learners": names, "loadavg_before": loadavg(), "in_thread": {},
            "processes": {}}
 
     # 1. In this thread, one after another (episode_scores as comparison.compare calls it).
@@ -65,7 +68,8 @@ def main() -> None:
     checkpoints = {n: checkpoint_to_bytes(models[n].learner) for n in names}
     wall0, cpu0 = time.perf_counter(), time.process_time()
     got = parallel_eval.parallel_episode_scores(checkpoints, dataset, split="test", n_way=5, k_shot=1,
-                                                n_query=15, episodes=args.episodes, seed=0)
+                                                n_query=15, episodes=args.episodes, seed=0,
+                                                nice=parallel_eval.NICE if args.nice is None else args.nice)
     for n in names:
         out["processes"][n] = {"cpu_s": round(got[n]["cpu_seconds"], 3), "wall_s": round(got[n]["seconds"], 3)}
     out["processes"]["total"] = {"cpu_s_children": round(sum(g["cpu_seconds"] for g in got.values()), 3),
