@@ -24,16 +24,24 @@ from metarep_core.store.results import FORMAT, VERSION
 
 def compare(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
             episodes: int, on_progress: Callable[[str, float, int, int], object] | None = None,
-            cluster: str | None = None) -> dict[str, dict]:
+            cluster: str | None = None, on_wait: Callable[[bool], object] | None = None) -> dict[str, dict]:
     """Each model scored on the same ``episodes`` episodes (seeds ``settings.seed``...):
     ``{name: {"scores": (episodes,), "summary": {metric, "ci95"}, "source": ...,
     "seconds_per_query", "model": weights digest}}``. ``on_progress(name, fraction of
     all, done, total)`` after each episode; with ``cluster`` (a Ray address) one Ray task
     per model runs them on that cluster, and ``on_progress`` comes as each model's task
     finishes (``done == total == episodes``). :class:`ClusterUnavailable` when that
-    cluster cannot be used."""
+    cluster cannot be used.
+
+    Here, the models are scored in child processes, a few at once in the whole server
+    (:mod:`metarep_core.parallel_eval`; ``on_wait(True/False)`` while all its slots are
+    held by other Compares), unless ``METAREP_COMPARE_PROCESSES=0``: then in this
+    thread, one after another. The scores are the same either way."""
     if cluster is not None:
         return _compare_on_cluster(models, dataset, settings, episodes, on_progress, cluster)
+    from metarep_core.parallel_eval import process_limit
+    if process_limit() > 0:
+        return _compare_in_processes(models, dataset, settings, episodes, on_progress, on_wait)
     regression = dataset.task == "regression"
     s, out = settings, {}
     for j, (name, model) in enumerate(models.items()):
@@ -73,8 +81,31 @@ def _compare_on_cluster(models, dataset, settings, episodes, on_progress, addres
     return out
 
 
+def _compare_in_processes(models, dataset, settings, episodes, on_progress, on_wait) -> dict[str, dict]:
+    from metarep_core.checkpoints import checkpoint_to_bytes
+    from metarep_core.parallel_eval import parallel_episode_scores
+    s, regression = settings, dataset.task == "regression"
+    done_of = dict.fromkeys(models, 0)
+
+    def tick(name, done, total):
+        done_of[name] = done
+        if on_progress is not None:
+            on_progress(name, sum(done_of.values()) / (total * len(models)), done, total)
+    got = parallel_episode_scores({name: checkpoint_to_bytes(m.learner, source=m.source) for name, m in models.items()},
+                                  dataset, split=s.split, n_way=s.n_way, k_shot=s.k_shot, n_query=s.n_query,
+                                  episodes=episodes, seed=s.seed, on_progress=tick, on_wait=on_wait)
+    out = {}
+    for name, model in models.items():
+        scores = got[name]["scores"]
+        queries = len(scores) * s.n_way * s.n_query
+        out[name] = {"scores": scores, "summary": summarize(scores, regression=regression),
+                     "source": model.source, "seconds_per_query": got[name]["seconds"] / max(queries, 1),
+                     "model": weights_digest(model)}
+    return out
+
+
 def run_comparison(models: dict[str, state.SessionModel], dataset, settings: state.Settings,
-                   episodes: int, on_progress=None, address: str | None = None
+                   episodes: int, on_progress=None, address: str | None = None, on_wait=None
                    ) -> tuple[dict[str, dict], str, str | None]:
     """:func:`compare` where the deployment says: on the Ray cluster of ``address``
     (default ``METAREP_RAY_ADDRESS``) when one is named, else here. Returns ``(results,
@@ -89,8 +120,8 @@ def run_comparison(models: dict[str, state.SessionModel], dataset, settings: sta
         except ClusterUnavailable as exc:
             # its first sentence: what failed (the rest tells a CLI user how to train here)
             why = str(exc).split(". ")[0]
-            return compare(models, dataset, settings, episodes, on_progress), "local", why
-    return compare(models, dataset, settings, episodes, on_progress), "local", None
+            return compare(models, dataset, settings, episodes, on_progress, on_wait=on_wait), "local", why
+    return compare(models, dataset, settings, episodes, on_progress, on_wait=on_wait), "local", None
 
 
 # ------------------------------------------------------------------ what a result was computed for

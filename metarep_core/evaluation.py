@@ -30,12 +30,15 @@ def episode_seed(seed: int, i: int) -> int:
 def episode_scores(learner, dataset, split: str = "test", *, n_way: int, k_shot: int,
                    n_query: int = 15, episodes: int = 600, seed: int = 0,
                    callback: Callable[[int, int], object] | None = None,
-                   stop_event=None) -> np.ndarray:
-    """Per-episode query accuracy in [0, 1] (or MSE for regression), shape (episodes,).
+                   stop_event=None, first: int = 0) -> np.ndarray:
+    """Per-episode query accuracy in [0, 1] (or MSE for regression), shape (episodes,):
+    episodes ``first`` ... ``first + episodes - 1`` (a run split into pieces gives the
+    scores of the whole, piece by piece: :mod:`metarep_core.parallel_eval`).
 
     ``callback(done, total)`` is called after each episode; returning ``False`` (or
     setting ``stop_event``) stops early, and the scores so far are returned."""
     episodes = check_positive_int("episodes", episodes, high=MAX_EPISODES)
+    first = check_positive_int("first", first, low=0, high=MAX_EPISODES)
     sampler = EpisodeSampler(dataset, split, n_way, k_shot, n_query, seed)
     device = learner.device
     regression = getattr(dataset, "task", "classification") == "regression"
@@ -44,7 +47,7 @@ def episode_scores(learner, dataset, split: str = "test", *, n_way: int, k_shot:
     for i in range(episodes):
         if stop_event is not None and stop_event.is_set():
             break
-        episode = sampler.sample(episode_seed(seed, i)).to(device)
+        episode = sampler.sample(episode_seed(seed, first + i)).to(device)
         metrics = learner.evaluate_episode(episode)
         scores.append(float(metrics[key]))
         if callback is not None and callback(i + 1, episodes) is False:

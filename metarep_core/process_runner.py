@@ -31,7 +31,9 @@ import threading
 from .cluster.runner import TrainingRunner, WorkerLost, dataset_payload
 
 PRELOAD = ("torch", "metarep_core.training", "metarep_core.learners", "metarep_core.checkpoints",
-           "metarep_core.data", "metarep_core.cluster.runner", "metarep_core.process_warm")
+           "metarep_core.data", "metarep_core.cluster.runner", "metarep_core.evaluation",
+           "metarep_core.parallel_eval",  # Compare's children too
+           "metarep_core.process_warm")   # last: it takes a first training step
 POLL_S = 0.25  # how often the driver looks at a child that sends nothing (its liveness)
 
 _context = None

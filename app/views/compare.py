@@ -51,11 +51,17 @@ def run_button(ctx, models: dict, n_episodes: int, run_key: tuple) -> None:
         return
     bar = st.progress(0.0, text=t("compare.running_cluster" if ray_address() else "compare.running"))
 
+    so_far = {"fraction": 0.0}
+
     def progress(name, fraction, done, total):
+        so_far["fraction"] = fraction
         bar.progress(fraction, text=t("compare.running_one", name=name, done=done, total=total))
+
+    def waiting(now: bool):  # every evaluation slot of the server is held by other Compares
+        bar.progress(so_far["fraction"], text=t("compare.waiting" if now else "compare.running"))
     try:
         results, where, why_not = comparison.run_comparison(models, ctx.dataset, ctx.settings, n_episodes,
-                                                            on_progress=progress)
+                                                            on_progress=progress, on_wait=waiting)
     except MetaRepError as exc:
         show("error", exc)
         st.stop()
