@@ -57,6 +57,7 @@ from torch.func import functional_call
 from ..backbones import make_backbone
 from ..data.sinusoid import Sinusoid
 from ..episodes import Episode
+from ._conv4_fast import conv4_forward
 from .base import HyperParam, TraceStep, episode_metrics, to_numpy, trace_step
 
 Params = dict[str, torch.Tensor]
@@ -91,14 +92,23 @@ class BodyHead(nn.Module):
     query batch) — so a functional forward never writes to buffers.
     """
 
-    def __init__(self, input_shape, out_dim: int, hidden: int = 64):
+    def __init__(self, input_shape, out_dim: int, hidden: int = 64, channels_last: bool | None = None):
         super().__init__()
         self.body = make_backbone(tuple(input_shape), hidden=hidden, track_running_stats=False,
                                   mlp_hidden=(40, 40) if len(input_shape) == 1 else (64, 64))
         self.head = nn.Linear(self.body.out_dim, out_dim)
+        # Conv-4 layout (same values, see _conv4_fast): True where the body is never
+        # differentiated twice (ANIL, Reptile); None picks by batch size, which suits
+        # iMAML's Hessian-vector products through the body
+        self.channels_last = channels_last
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``body(x)``: (n, *input_shape) -> (n, d), computed by the faster Conv-4 path
+        (:func:`._conv4_fast.conv4_forward`; same values and gradients)."""
+        return conv4_forward(self.body, x, self.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.features(x))
 
     def output(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """The network's output (n, out) under ``params`` instead of its own weights."""
