@@ -76,6 +76,24 @@ def detached_params(params: Params) -> Params:
     return {n: p.detach().requires_grad_(True) for n, p in params.items()}
 
 
+def channels_last_weights(params: Params) -> Params:
+    """``params`` with every 4-d (convolution) weight in channels_last memory format: the
+    same values (differentiably: gradients reach the originals unchanged), but oneDNN's
+    channels_last convolutions then take the weight as it is instead of converting it at
+    every call, forward and backward (and the first convolution writes channels_last
+    output directly). For the passes that run channels_last (see ``_conv4_fast``)."""
+    return {n: _as_channels_last(p) if p.dim() == 4 else p for n, p in params.items()}
+
+
+def _as_channels_last(w: torch.Tensor) -> torch.Tensor:
+    if w.shape[1] == 1 and w.is_contiguous():
+        # one input channel: contiguous() sees the layout as ambiguous and keeps it; the
+        # channels_last strides address the same memory (the channel index is always 0)
+        o, _, kh, kw = w.shape
+        return w.as_strided(w.shape, (kh * kw, 1, kw, 1))
+    return w.contiguous(memory_format=torch.channels_last)
+
+
 def functional_forward(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, **kwargs):
     """``model(x, **kwargs)`` with the weights in ``params`` (+ ``buffers``).
 
@@ -192,13 +210,16 @@ def sgd_update(params: Params, grads: Params, lr: float) -> Params:
 def inner_adapt(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor,
                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int, lr: float,
                 create_graph: bool, params_to_adapt: list[str] | None = None,
-                callback: Callable[[int, Params], None] | None = None) -> Params:
+                callback: Callable[[int, Params], None] | None = None,
+                channels_last: bool = False) -> Params:
     """Fast weights after ``steps`` SGD steps on ``loss_fn(model_params(x), y)``.
 
     ``x``: (n, *input_shape) support inputs; ``y``: their targets ((n,) class
     indices or (n, 1) values — whatever ``loss_fn`` takes). See the module
     docstring for ``create_graph`` and ``params_to_adapt``. ``callback(step, fast)``
-    runs after each step (step = 1..steps). Needs gradients enabled.
+    runs after each step (step = 1..steps). ``channels_last``: keep 4-d weights in
+    channels_last memory format across steps (same values; for channels_last passes).
+    Needs gradients enabled.
     """
     names = list(params_to_adapt) if params_to_adapt is not None else list(params)
     fast = dict(params)
@@ -208,6 +229,8 @@ def inner_adapt(model: nn.Module, params: Params, buffers: Params, x: torch.Tens
                                     allow_unused=True)
         # a weight the loss does not use (allow_unused) has no gradient: it stays put
         fast = sgd_update(fast, {n: g for n, g in zip(names, grads) if g is not None}, lr)
+        if channels_last:  # keep the weights' layout (a free view or no-op; see channels_last_weights)
+            fast = channels_last_weights(fast)
         if callback is not None:
             callback(step, fast)
     return fast
