@@ -57,7 +57,7 @@ from torch.func import functional_call
 from ..backbones import make_backbone
 from ..data.sinusoid import Sinusoid
 from ..episodes import Episode
-from ._conv4_fast import conv4_forward
+from ._conv4_fast import as_channels_last, conv4_forward
 from .base import HyperParam, TraceStep, episode_metrics, to_numpy, trace_step
 
 Params = dict[str, torch.Tensor]
@@ -82,16 +82,9 @@ def channels_last_weights(params: Params) -> Params:
     channels_last convolutions then take the weight as it is instead of converting it at
     every call, forward and backward (and the first convolution writes channels_last
     output directly). For the passes that run channels_last (see ``_conv4_fast``)."""
-    return {n: _as_channels_last(p) if p.dim() == 4 else p for n, p in params.items()}
+    return {n: as_channels_last(p) if p.dim() == 4 else p for n, p in params.items()}
 
 
-def _as_channels_last(w: torch.Tensor) -> torch.Tensor:
-    if w.shape[1] == 1 and w.is_contiguous():
-        # one input channel: contiguous() sees the layout as ambiguous and keeps it; the
-        # channels_last strides address the same memory (the channel index is always 0)
-        o, _, kh, kw = w.shape
-        return w.as_strided(w.shape, (kh * kw, 1, kw, 1))
-    return w.contiguous(memory_format=torch.channels_last)
 
 
 def functional_forward(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, **kwargs):
