@@ -60,6 +60,16 @@ def _blocks(backbone: Conv4) -> list[tuple[nn.Conv2d, nn.BatchNorm2d, nn.MaxPool
     return out
 
 
+def as_channels_last(w: torch.Tensor) -> torch.Tensor:
+    """A 4-d tensor in channels_last memory format, same values (differentiable)."""
+    if w.shape[1] == 1 and w.is_contiguous():
+        # one channel: contiguous() sees the layout as ambiguous and keeps it; the
+        # channels_last strides address the same memory (the channel index is always 0)
+        _, _, kh, kw = w.shape
+        return w.as_strided(w.shape, (kh * kw, 1, kw, 1))
+    return w.contiguous(memory_format=torch.channels_last)
+
+
 def conv4_forward(backbone: nn.Module, x: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
     """``backbone(x)`` computed faster for a Conv-4: (n, C, H, W) -> (n, out_dim).
 
@@ -74,7 +84,12 @@ def conv4_forward(backbone: nn.Module, x: torch.Tensor, channels_last: bool | No
     if channels_last is None:
         channels_last = x.shape[0] >= CHANNELS_LAST_MIN_BATCH
     for i, (conv, bn, pool) in enumerate(_blocks(backbone)):
-        h = conv(h)
+        if i == 0 and channels_last:
+            # a channels_last weight makes oneDNN write the output channels_last itself,
+            # instead of NCHW then a copy of the largest activation (forward and backward)
+            h = conv._conv_forward(h, as_channels_last(conv.weight), conv.bias)
+        else:
+            h = conv(h)
         if i == 0 and channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         h = bn(h)

@@ -57,6 +57,7 @@ from torch.func import functional_call
 from ..backbones import make_backbone
 from ..data.sinusoid import Sinusoid
 from ..episodes import Episode
+from ._conv4_fast import as_channels_last, conv4_forward
 from .base import HyperParam, TraceStep, episode_metrics, to_numpy, trace_step
 
 Params = dict[str, torch.Tensor]
@@ -75,6 +76,17 @@ def detached_params(params: Params) -> Params:
     return {n: p.detach().requires_grad_(True) for n, p in params.items()}
 
 
+def channels_last_weights(params: Params) -> Params:
+    """``params`` with every 4-d (convolution) weight in channels_last memory format: the
+    same values (differentiably: gradients reach the originals unchanged), but oneDNN's
+    channels_last convolutions then take the weight as it is instead of converting it at
+    every call, forward and backward (and the first convolution writes channels_last
+    output directly). For the passes that run channels_last (see ``_conv4_fast``)."""
+    return {n: as_channels_last(p) if p.dim() == 4 else p for n, p in params.items()}
+
+
+
+
 def functional_forward(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, **kwargs):
     """``model(x, **kwargs)`` with the weights in ``params`` (+ ``buffers``).
 
@@ -91,14 +103,23 @@ class BodyHead(nn.Module):
     query batch) — so a functional forward never writes to buffers.
     """
 
-    def __init__(self, input_shape, out_dim: int, hidden: int = 64):
+    def __init__(self, input_shape, out_dim: int, hidden: int = 64, channels_last: bool | None = None):
         super().__init__()
         self.body = make_backbone(tuple(input_shape), hidden=hidden, track_running_stats=False,
                                   mlp_hidden=(40, 40) if len(input_shape) == 1 else (64, 64))
         self.head = nn.Linear(self.body.out_dim, out_dim)
+        # Conv-4 layout (same values, see _conv4_fast): True where the body is never
+        # differentiated twice (ANIL, Reptile); None picks by batch size, which suits
+        # iMAML's Hessian-vector products through the body
+        self.channels_last = channels_last
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``body(x)``: (n, *input_shape) -> (n, d), computed by the faster Conv-4 path
+        (:func:`._conv4_fast.conv4_forward`; same values and gradients)."""
+        return conv4_forward(self.body, x, self.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.features(x))
 
     def output(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """The network's output (n, out) under ``params`` instead of its own weights."""
@@ -182,13 +203,16 @@ def sgd_update(params: Params, grads: Params, lr: float) -> Params:
 def inner_adapt(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor,
                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int, lr: float,
                 create_graph: bool, params_to_adapt: list[str] | None = None,
-                callback: Callable[[int, Params], None] | None = None) -> Params:
+                callback: Callable[[int, Params], None] | None = None,
+                channels_last: bool = False) -> Params:
     """Fast weights after ``steps`` SGD steps on ``loss_fn(model_params(x), y)``.
 
     ``x``: (n, *input_shape) support inputs; ``y``: their targets ((n,) class
     indices or (n, 1) values — whatever ``loss_fn`` takes). See the module
     docstring for ``create_graph`` and ``params_to_adapt``. ``callback(step, fast)``
-    runs after each step (step = 1..steps). Needs gradients enabled.
+    runs after each step (step = 1..steps). ``channels_last``: keep 4-d weights in
+    channels_last memory format across steps (same values; for channels_last passes).
+    Needs gradients enabled.
     """
     names = list(params_to_adapt) if params_to_adapt is not None else list(params)
     fast = dict(params)
@@ -198,6 +222,8 @@ def inner_adapt(model: nn.Module, params: Params, buffers: Params, x: torch.Tens
                                     allow_unused=True)
         # a weight the loss does not use (allow_unused) has no gradient: it stays put
         fast = sgd_update(fast, {n: g for n, g in zip(names, grads) if g is not None}, lr)
+        if channels_last:  # keep the weights' layout (a free view or no-op; see channels_last_weights)
+            fast = channels_last_weights(fast)
         if callback is not None:
             callback(step, fast)
     return fast

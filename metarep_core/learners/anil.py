@@ -65,7 +65,8 @@ class ANIL(MetaLearner):
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
         super().__init__(input_shape, n_way, task, **hp)
-        self.net = BodyHead(self.input_shape, 1 if task == "regression" else self.n_way, self.hp["hidden"])
+        self.net = BodyHead(self.input_shape, 1 if task == "regression" else self.n_way, self.hp["hidden"],
+                            channels_last=True)
 
     def _loss(self, out, y):
         return task_loss(out, y, self.task)
@@ -81,7 +82,7 @@ class ANIL(MetaLearner):
         head = dict(self.net.head.named_parameters())
         losses, accs = [], []
         for ep in episodes:
-            fs, fq = self.net.body(ep.support_x), self.net.body(ep.query_x)
+            fs, fq = self.net.features(ep.support_x), self.net.features(ep.query_x)
             fast = self._adapt_head(head, fs, ep.support_y, self.hp["inner_steps"],
                                     create_graph=not self.hp["first_order"])
             q_out = functional_forward(self.net.head, fast, {}, fq)
@@ -104,10 +105,10 @@ class ANIL(MetaLearner):
         def features(x):
             if support_bn:  # each query normalised by the support set's statistics
                 return support_stats_forward(self.net.body, body_params, {}, episode.support_x, x)
-            return self.net.body(x)
+            return self.net.features(x)
 
         with torch.no_grad():  # the body is frozen within a task: embed once
-            fs, fq = self.net.body(episode.support_x), features(episode.query_x)
+            fs, fq = self.net.features(episode.support_x), features(episode.query_x)
         trace = [] if record else None
         w_change: list[float] = []
         head_fwd = self.net.head
@@ -123,7 +124,7 @@ class ANIL(MetaLearner):
                 }
                 if self.task == "regression":
                     extras.update(regression_curve(
-                        lambda g: functional_forward(head_fwd, fast, {}, self.net.body(g)), fs.device))
+                        lambda g: functional_forward(head_fwd, fast, {}, self.net.features(g)), fs.device))
                 trace.append(output_trace_step(t, step_label(t, "head step"),
                                         episode, s_out, q_out, fs, fq, extras))
 
@@ -134,7 +135,7 @@ class ANIL(MetaLearner):
             fast = self._adapt_head(start, fs, episode.support_y, self.hp["eval_steps"], create_graph=False,
                                     callback=record_step if record else None)
         fast = {k: v.detach() for k, v in fast.items()}
-        body, task = self.net.body, self.task
+        body, task = self.net.features, self.task
 
         def predict(x):
             # the query features were computed once above (batch statistics over the
@@ -147,4 +148,4 @@ class ANIL(MetaLearner):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.net.body(x)
+            return self.net.features(x)

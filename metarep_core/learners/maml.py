@@ -45,9 +45,9 @@ from ..episodes import Episode
 from . import register
 from ._cka import linear_cka
 from ._conv4_fast import _blocks, conv4_forward
-from ._functional import (TEST_BN, detached_params, functional_forward, inner_adapt, output_trace_step,
-                          regression_curve, split_state, step_label, support_stats_forward, task_loss,
-                          to_probs)
+from ._functional import (TEST_BN, channels_last_weights, detached_params, functional_forward, inner_adapt,
+                          output_trace_step, regression_curve, split_state, step_label, support_stats_forward,
+                          task_loss, to_probs)
 from .base import Adapted, HyperParam, MetaLearner, TraceStep
 
 
@@ -137,8 +137,14 @@ class MAML(MetaLearner):
 
     def _adapt_params(self, episode: Episode, params, steps: int, create_graph: bool, callback=None):
         _, buffers = split_state(self.net)
+        # without double backward every pass runs channels_last (MamlNet.forward): keep the
+        # conv weights in that layout too, so no convolution converts them at each call
+        channels_last = not self.net.double_backward and self.task != "regression"
+        if channels_last:
+            params = channels_last_weights(params)
         return inner_adapt(self.net, params, buffers, episode.support_x, episode.support_y,
-                           self.loss_fn, steps, self.hp["inner_lr"], create_graph, callback=callback)
+                           self.loss_fn, steps, self.hp["inner_lr"], create_graph, callback=callback,
+                           channels_last=channels_last)
 
     def _forward(self, params, x: torch.Tensor, return_features: bool = False, return_layers: bool = False):
         _, buffers = split_state(self.net)
@@ -226,7 +232,8 @@ class MAML(MetaLearner):
         and needs only first derivatives (no graph through the inner steps).
         """
         trace: list[TraceStep] | None = [] if record else None
-        start = detached_params(split_state(self.net)[0])
+        # conv weights in the layout of the channels_last passes that adaptation runs
+        start = detached_params(channels_last_weights(split_state(self.net)[0]))
         cka_rows: list[list[float]] = []
         if record:
             with torch.no_grad():

@@ -73,7 +73,8 @@ class Reptile(MetaLearner):
 
     def __init__(self, input_shape, n_way, task="classification", **hp):
         super().__init__(input_shape, n_way, task, **hp)
-        self.net = BodyHead(self.input_shape, 1 if task == "regression" else self.n_way, self.hp["hidden"])
+        self.net = BodyHead(self.input_shape, 1 if task == "regression" else self.n_way, self.hp["hidden"],
+                            channels_last=True)
 
     # ------------------------------------------------------------------ inner loop
     def inner_loop(self, x: torch.Tensor, y: torch.Tensor, steps: int, callback=None):
@@ -170,4 +171,4 @@ class Reptile(MetaLearner):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.net.body(x)
+            return self.net.features(x)
