@@ -11,7 +11,9 @@ the server starts listening (and so before it reports healthy):
 * **A frozen heap** (:func:`freeze_heap`): the collection Streamlit runs after every
   script run no longer scans what was loaded above.
 * **The training processes' fork server**, started first and ready before the server
-  listens (its own torch import would otherwise compete with the first page).
+  listens (its own torch import would otherwise compete with the first page), and
+  **UMAP's compiled code** loaded (waited for up to 10 s; compiling it on a fresh machine
+  takes longer and goes on in the background).
 * **At most two malloc arenas** (glibc's ``M_ARENA_MAX``). Streamlit runs every
   script run in a new thread, and glibc gives threads their own heaps (up to 8 per
   core); thirty sessions uploading at once left their freed pages scattered over many
@@ -82,6 +84,9 @@ def warm_data() -> None:
     lesson_state.all_lessons()
 
 
+WARM_UMAP_WAIT_S = 10.0
+
+
 def freeze_heap() -> int:
     """Move every object alive now (the imported modules, the warmed caches: ~280,000
     objects) out of the garbage collector's sight, and return how many.
@@ -106,9 +111,16 @@ def main(argv: list[str] | None = None) -> None:
     from metarep_core import process_runner
     process_runner.preload()
     warm_imports()
+    # UMAP's compiled code (numba, loaded from its disk cache: ~0.5 s of CPU; compiled
+    # on a fresh machine: ~24 s) in a thread beside the data below; waited for at most
+    # WARM_UMAP_WAIT_S, so a fresh machine is not held back, while a warm one's first
+    # page no longer shares the CPU with it.
+    from app import services
+    umap_warm_up = services.warm_up_projection()
     warm_data()
     freeze_heap()
     process_runner.wait_ready()
+    umap_warm_up.join(WARM_UMAP_WAIT_S)
     from streamlit.web.cli import main as streamlit_main
     sys.argv = ["streamlit", *argv]
     streamlit_main(prog_name="streamlit")

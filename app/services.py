@@ -339,7 +339,9 @@ def model_for_episode(settings: state.Settings, dataset, dataset_id: str,
 @st.cache_resource(show_spinner=False)
 def warm_up_projection() -> threading.Thread:
     """Compile UMAP's numba code in the background once per server (the disk cache,
-    NUMBA_CACHE_DIR set in main.py, makes later servers fast too)."""
+    NUMBA_CACHE_DIR set in main.py, makes later servers fast too). ``app/serve.py``
+    starts it before the server listens; under a bare ``streamlit run``, the first page
+    run does. Cached: every later call returns the same thread."""
     def work():
         try:
             from metarep_core import projection

@@ -83,3 +83,15 @@ def test_the_training_fork_server_is_ready_before_the_server_starts():
         "pid = forkserver._forkserver._forkserver_pid\n"
         "print('libtorch' in open(f'/proc/{pid}/maps').read())")
     assert out.split()[-1] == "True"
+
+
+def test_umap_is_warmed_once_per_server_before_it_listens():
+    """One warm-up thread per process, whoever asks (serve before listening, then every
+    page run), and after the serve sequence's wait UMAP's compiled code is loaded."""
+    out = _run(
+        "from app import serve, services\n"
+        "from metarep_core import projection\n"
+        "serve.warm_imports()\n"
+        "first = services.warm_up_projection(); first.join(300)\n"
+        "print(services.warm_up_projection() is first, projection.is_warm())")
+    assert out.split()[-2:] == ["True", "True"]
