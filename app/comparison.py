@@ -71,6 +71,12 @@ def _compare_on_cluster(models, dataset, settings, episodes, on_progress, addres
     got = remote_episode_scores({name: checkpoint_to_bytes(m.learner, source=m.source) for name, m in models.items()},
                                 dataset, address=address, on_done=done, split=s.split, n_way=s.n_way,
                                 k_shot=s.k_shot, n_query=s.n_query, episodes=episodes, seed=s.seed)
+    return _results(models, got, s, regression)
+
+
+def _results(models: dict, got: dict, s: state.Settings, regression: bool) -> dict[str, dict]:
+    """:func:`compare`'s result from scores computed elsewhere (child processes, Ray tasks):
+    ``got[name]`` holds ``scores`` and the ``seconds`` they took."""
     out = {}
     for name, model in models.items():
         scores = got[name]["scores"]
@@ -94,14 +100,7 @@ def _compare_in_processes(models, dataset, settings, episodes, on_progress, on_w
     got = parallel_episode_scores({name: checkpoint_to_bytes(m.learner, source=m.source) for name, m in models.items()},
                                   dataset, split=s.split, n_way=s.n_way, k_shot=s.k_shot, n_query=s.n_query,
                                   episodes=episodes, seed=s.seed, on_progress=tick, on_wait=on_wait)
-    out = {}
-    for name, model in models.items():
-        scores = got[name]["scores"]
-        queries = len(scores) * s.n_way * s.n_query
-        out[name] = {"scores": scores, "summary": summarize(scores, regression=regression),
-                     "source": model.source, "seconds_per_query": got[name]["seconds"] / max(queries, 1),
-                     "model": weights_digest(model)}
-    return out
+    return _results(models, got, s, regression)
 
 
 def run_comparison(models: dict[str, state.SessionModel], dataset, settings: state.Settings,

@@ -83,6 +83,21 @@ def summarize(scores: np.ndarray, *, regression: bool) -> dict:
     return {("mse" if regression else "accuracy"): mean, "ci95": ci95}
 
 
+def checked_request(learner, dataset, split: str, n_way: int | None, k_shot: int, n_query: int,
+                    episodes: int, seed: int) -> tuple[bool, int, int]:
+    """An evaluation's arguments checked before any episode runs (here or on a cluster):
+    ``(regression, n_way, episodes)`` with ``n_way`` defaulted to the learner's (1 for
+    regression); MetaRepError with the data's own message when the split cannot give
+    such episodes, or the learner cannot answer ``n_way`` classes."""
+    regression = getattr(dataset, "task", "classification") == "regression"
+    if n_way is None:
+        n_way = 1 if regression else learner.n_way
+    requested = check_positive_int("episodes", episodes, high=MAX_EPISODES)
+    EpisodeSampler(dataset, split, n_way, k_shot, n_query, seed)  # validates, with the data's message
+    check_n_way(learner, dataset, split, n_way, k_shot, n_query)
+    return regression, n_way, requested
+
+
 def evaluate(learner, dataset, split: str = "test", n_way: int | None = None,
              k_shot: int = 1, n_query: int = 15, episodes: int = 600, seed: int = 0,
              callback: Callable[[int, int], object] | None = None, stop_event=None) -> dict:
@@ -93,12 +108,8 @@ def evaluate(learner, dataset, split: str = "test", n_way: int | None = None,
     (and ``n_way`` is 1). ``n_way`` defaults to the learner's. ``"episodes"`` is the
     number actually run (fewer when stopped; then ``"stopped": True``).
     """
-    regression = getattr(dataset, "task", "classification") == "regression"
-    if n_way is None:
-        n_way = 1 if regression else learner.n_way
-    requested = check_positive_int("episodes", episodes, high=MAX_EPISODES)
-    EpisodeSampler(dataset, split, n_way, k_shot, n_query, seed)  # validates, with the data's message
-    check_n_way(learner, dataset, split, n_way, k_shot, n_query)
+    regression, n_way, requested = checked_request(learner, dataset, split, n_way, k_shot, n_query,
+                                                   episodes, seed)
     was_training = learner.training
     learner.eval()
     try:

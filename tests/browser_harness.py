@@ -274,3 +274,29 @@ def full_page_screenshot(page, path) -> None:
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size(size)
+
+
+# ----------------------------------------------------------- a user's steps in a test
+USER_SLOW_MS = 90_000  # a step on a loaded 2-core CI machine
+
+
+def user_context(browser, slow_ms: float = USER_SLOW_MS):
+    """A fresh browser context (its own cookies: a new user), a page in it, and the
+    page's :class:`RunWatcher`."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    context.set_default_timeout(slow_ms)
+    page = context.new_page()
+    return context, page, RunWatcher(page)
+
+
+def act(page, runs, action, what: str, slow_ms: float = USER_SLOW_MS) -> None:
+    """Do ``action``, wait for the run it causes, and fail if the page shows an exception."""
+    runs.run(action, slow_ms)
+    errors = page.locator(EXCEPTION)
+    assert not errors.count(), f"exception after {what}: {errors.first.inner_text()[:1500]}"
+
+
+def nav(page, runs, url_path: str) -> None:
+    """The sidebar's page link: the same session (a page load would be a new one)."""
+    act(page, runs, page.locator(f"[data-testid='stSidebarNav'] a[href$='/{url_path}']").click,
+        f"going to /{url_path}")

@@ -25,11 +25,13 @@ from playwright.sync_api import expect
 
 try:
     from app_harness import class_folder_zip, strings
-    from browser_harness import EXCEPTION, RunWatcher, wait_idle
+    from browser_harness import EXCEPTION, wait_idle
+    from browser_harness import act as _act, nav as _nav, user_context as _context
     from multi_harness import HAPROXY_CFG, STICKY_COOKIE, Deployment, render_haproxy_cfg
 except ImportError:  # tests/ as a package
     from tests.app_harness import class_folder_zip, strings
-    from tests.browser_harness import EXCEPTION, RunWatcher, wait_idle
+    from tests.browser_harness import EXCEPTION, wait_idle
+    from tests.browser_harness import act as _act, nav as _nav, user_context as _context
     from tests.multi_harness import HAPROXY_CFG, STICKY_COOKIE, Deployment, render_haproxy_cfg
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -47,25 +49,6 @@ IMAGES_LOADED = """() => {
 def deployment():
     with Deployment(n_servers=2, proxy=True) as started:
         yield started
-
-
-def _context(chromium):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
-    context.set_default_timeout(SLOW_MS)
-    page = context.new_page()
-    return context, page, RunWatcher(page)
-
-
-def _act(page, runs, action, what: str) -> None:
-    runs.run(action, SLOW_MS)
-    errors = page.locator(EXCEPTION)
-    assert not errors.count(), f"exception after {what}: {errors.first.inner_text()[:1500]}"
-
-
-def _nav(page, runs, url_path: str) -> None:
-    """The sidebar's page link: the same session (a page load would be a new one)."""
-    _act(page, runs, page.locator(f"[data-testid='stSidebarNav'] a[href$='/{url_path}']").click,
-         f"going to /{url_path}")
 
 
 def _run_token(page) -> str:

@@ -16,34 +16,17 @@ import pytest
 from playwright.sync_api import expect
 
 try:
-    from browser_harness import EXCEPTION, REPO_ROOT, RunWatcher, wait_idle
+    from browser_harness import REPO_ROOT, wait_idle
+    from browser_harness import act as _act, nav as _nav, user_context as _context
 except ImportError:  # tests/ as a package
-    from tests.browser_harness import EXCEPTION, REPO_ROOT, RunWatcher, wait_idle
+    from tests.browser_harness import REPO_ROOT, wait_idle
+    from tests.browser_harness import act as _act, nav as _nav, user_context as _context
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 EN = json.loads((REPO_ROOT / "app" / "i18n" / "en.json").read_text(encoding="utf-8"))
 SLOW_MS = 90_000
 STEPS = 3
-
-
-def _context(chromium):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
-    context.set_default_timeout(SLOW_MS)
-    page = context.new_page()
-    return context, page, RunWatcher(page)
-
-
-def _act(page, runs, action, what: str) -> None:
-    runs.run(action, SLOW_MS)
-    errors = page.locator(EXCEPTION)
-    assert not errors.count(), f"exception after {what}: {errors.first.inner_text()[:1500]}"
-
-
-def _nav(page, runs, url_path: str) -> None:
-    """The sidebar's page link: the same session (a page load would be a new one)."""
-    _act(page, runs, page.locator(f"[data-testid='stSidebarNav'] a[href$='/{url_path}']").click,
-         f"going to /{url_path}")
 
 
 def _trained_caption(page):

@@ -168,15 +168,10 @@ def evaluate_on_cluster(learner, dataset, split: str = "test", n_way: int | None
     the cluster at ``address``: the same checks here first (the arguments, the data's
     own message, an ``n_way`` the learner cannot answer), then the same result dict."""
     from ..checkpoints import checkpoint_to_bytes
-    from ..episodes import EpisodeSampler
-    from ..evaluation import MAX_EPISODES, check_n_way, report
+    from ..evaluation import checked_request, report
 
-    regression = getattr(dataset, "task", "classification") == "regression"
-    if n_way is None:
-        n_way = 1 if regression else learner.n_way
-    requested = check_positive_int("episodes", episodes, high=MAX_EPISODES)
-    EpisodeSampler(dataset, split, n_way, k_shot, n_query, seed)  # validates, with the data's message
-    check_n_way(learner, dataset, split, n_way, k_shot, n_query)
+    regression, n_way, requested = checked_request(learner, dataset, split, n_way, k_shot, n_query,
+                                                   episodes, seed)
     got = remote_episode_scores({learner.name: checkpoint_to_bytes(learner)}, dataset, address=address,
                                 device=device, split=split, n_way=n_way, k_shot=k_shot, n_query=n_query,
                                 episodes=requested, seed=seed)
