@@ -28,7 +28,11 @@ import multi_sessions  # noqa: E402
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 SESSIONS = 60
-KINDS = ("seed", "page-switch")
+# One interaction each (typing the session's own seed: what the cross-talk check reads
+# back): the whole suite has to fit CI's 20 minutes on 2 cores, and this test was its
+# longest (4-5 min with two kinds). The benchmark itself measures all three kinds
+# (README, "Deploying for a school"). Ten tabs to a context was slower (403 s), not faster.
+KINDS = ("seed",)
 TABS = 5
 # Measured here at 60 sessions with other work on the 2-core machine (load 10 -> 18):
 # p95 5.6 s (p50 1.4 s). The goal is 2,000 ms; the bound keeps a margin for a busy CI.
