@@ -33,8 +33,14 @@ postgres:
 haproxy:
 	bash scripts/ensure_haproxy.sh
 
+# Two phases on a 2-core machine. First the tests that use one thread each, two at a time
+# (pytest-xdist, whole files to a worker so that module fixtures are built once). Then,
+# one at a time, those that take both cores themselves or time something: the browser
+# (a server and Chromium), the Ray cluster, and the ones marked `alone`.
+SOLO := browser or cluster or alone
 test: $(VENV)/.dev-installed browser postgres haproxy
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile -m "not ($(SOLO))"
+	$(PY) -m pytest -m "$(SOLO)"
 
 bench: $(VENV)/.runtime-installed
 	$(PY) -m metarep_core bench --json

@@ -86,22 +86,17 @@ def _child(checkpoint: bytes, payload: bytes, trainer_args: dict, meta: dict, de
         out.put(("error", "MetaRepError" if isinstance(exc, MetaRepError) else type(exc).__name__,
                  str(exc)))
 
+    def on_update(info: dict, best: bytes | None) -> None:
+        out.put(("step", info))
+        if best is not None:
+            out.put(("best", best))
+
     try:
-        runner = TrainingRunner(checkpoint, pickle.loads(payload), trainer_args, device=device, meta=meta, threads=1)
+        runner = TrainingRunner(checkpoint, pickle.loads(payload), trainer_args, device=device, meta=meta,
+                                threads=1, on_update=on_update)
     except Exception as exc:
         refused(exc)
         return
-    sent = {"best": 0}
-    record = runner._on_step
-
-    def on_step(info: dict) -> None:
-        record(info)
-        out.put(("step", runner._infos[-1]))
-        if runner._best_version != sent["best"]:
-            sent["best"] = runner._best_version
-            out.put(("best", runner._best))
-
-    runner._on_step = on_step
     threading.Thread(target=lambda: (stop.wait(), runner.stop()), daemon=True).start()
     try:
         result = runner.run()

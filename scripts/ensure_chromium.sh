@@ -5,6 +5,8 @@
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The tests drive its headless shell (same engine, less CPU per tab); benchmarks the full browser.
+command -v chromium-headless-shell >/dev/null 2>&1 || need+=(chromium-headless-shell)
 fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-wqy-zenhei)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""

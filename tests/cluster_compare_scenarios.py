@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from metarep_core.checkpoints import checkpoint_to_bytes, load_checkpoint  # noqa: E402
 from metarep_core.cluster import ENV_VAR  # noqa: E402
 from metarep_core.data import load_dataset  # noqa: E402
-from netns_harness import netns_env, only_loopback, ray_head  # noqa: E402
+from netns_harness import connect_driver, netns_env, only_loopback, ray_head  # noqa: E402
 
 DATASET, LEARNERS = "glyphs", ("protonet", "anil")
 N_WAY, K_SHOT, N_QUERY, SEED, EPISODES = 5, 1, 3, 4, 6
@@ -215,26 +215,6 @@ SCENARIOS = {"tasks": scenario_tasks, "compare": scenario_compare, "page": scena
              "unreachable": scenario_unreachable, "kill": scenario_kill}
 
 
-def _connect_driver(address: str, attempts: int = 3) -> list[str]:
-    """Connect this process (the scenarios' driver) to the head; the failed attempts'
-    messages. On a 2-core machine under a load of 30 the head's Ray Client server has
-    failed to start a client's own server in time ("Initialization failure"): the
-    driver then tries again rather than losing every scenario to the machine's load
-    (the app's own answer to that failure, the local fallback, is tested as itself)."""
-    from metarep_core.cluster import ClusterUnavailable, connect
-    failures = []
-    for _ in range(attempts):
-        try:
-            connect(address)
-            return failures
-        except ClusterUnavailable as exc:
-            failures.append(str(exc)[:400])
-            if "ray" in sys.modules:
-                sys.modules["ray"].shutdown()
-            time.sleep(5)
-    return failures
-
-
 def main(names: list[str]) -> int:
     if not only_loopback():
         print("cluster_compare_scenarios.py runs only inside a loopback-only namespace", file=sys.stderr)
@@ -244,7 +224,7 @@ def main(names: list[str]) -> int:
     os.environ["METAREP_DB_URL"] = f"sqlite:///{Path(tempfile.mkdtemp(prefix='mr-store-')) / 'runs.db'}"
     load_dataset(DATASET)  # generated (or read from the cache) once, before any timing
     with ray_head(num_cpus=2) as head:
-        failures = _connect_driver(head["client"])
+        failures = connect_driver(head["client"])
         print("SCENARIO " + json.dumps({"name": "head", "start_s": head["start_s"],
                                         "connect_failures": failures}), flush=True)
         for name in names:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 try:  # tests/ is a rootdir on sys.path (no __init__.py) ...
-    from browser_harness import StreamlitServer, launch_chromium
+    from browser_harness import TEST_CHROMIUM, StreamlitServer, launch_chromium
 except ImportError:  # ... or a package, if someone adds tests/__init__.py
-    from tests.browser_harness import StreamlitServer, launch_chromium
+    from tests.browser_harness import TEST_CHROMIUM, StreamlitServer, launch_chromium
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +26,12 @@ def app_server():
 
 @pytest.fixture(scope="session")
 def chromium():
-    """Debian's headless Chromium driven by Playwright (no browser download)."""
+    """Debian's headless Chromium (its headless shell where installed) driven by
+    Playwright (no browser download)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
+        browser = launch_chromium(playwright, TEST_CHROMIUM)
         try:
             yield browser
         finally:

@@ -135,3 +135,23 @@ def ray_head(num_cpus: int = 2):
         _stop_everything_else(env)
         if not os.environ.get("METAREP_TEST_KEEP_RAY_TMP"):  # kept to read its logs
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def connect_driver(address: str, attempts: int = 3) -> list[str]:
+    """Connect this process (the scenarios' driver) to the head; the failed attempts'
+    messages. On a 2-core machine under a load of 30 the head's Ray Client server has
+    failed to start a client's own server in time ("Initialization failure"): the
+    driver then tries again rather than losing every scenario to the machine's load
+    (the app's own answer to that failure, the local fallback, is tested as itself)."""
+    from metarep_core.cluster import ClusterUnavailable, connect
+    failures = []
+    for _ in range(attempts):
+        try:
+            connect(address)
+            return failures
+        except ClusterUnavailable as exc:
+            failures.append(str(exc)[:400])
+            if "ray" in sys.modules:
+                sys.modules["ray"].shutdown()
+            time.sleep(5)
+    return failures

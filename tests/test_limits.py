@@ -19,7 +19,6 @@ import zipfile
 import zlib
 from contextlib import contextmanager
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image

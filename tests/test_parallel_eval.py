@@ -75,6 +75,9 @@ def test_a_bad_setting_is_refused_with_its_name(monkeypatch):
         parallel_eval.process_limit()
 
 
+# Two children alive at one moment is a matter of timing: beside another test on a
+# 2-core machine the first child can end before the second starts.
+@pytest.mark.alone
 def test_two_compares_at_once_run_at_most_two_children(glyphs, monkeypatch):
     """Compare "a" of three learners starts; once its children run, Compare "b" of the
     same three starts too. Every child's lifetime (pid, start and end on the machine's

@@ -82,11 +82,13 @@ class TrainingRunner:
     ``checkpoint``: the learner as checkpoint bytes; ``payload``: :func:`dataset_payload`;
     ``trainer_args``: the Trainer's keyword arguments (n_way, k_shot, n_query, steps,
     seed, val_every, val_episodes); ``meta``: metadata written into the checkpoints it
-    makes; ``threads``: torch threads (the actor's CPU share).
+    makes; ``threads``: torch threads (the actor's CPU share); ``on_update``: called
+    after each step with the step's dict and the new best checkpoint's bytes (None when
+    this step did not improve it); a local training process streams both from it.
     """
 
     def __init__(self, checkpoint: bytes, payload: tuple, trainer_args: dict, *,
-                 device: str = "cpu", meta: dict | None = None, threads: int = 1):
+                 device: str = "cpu", meta: dict | None = None, threads: int = 1, on_update=None):
         import torch
 
         from ..checkpoints import load_checkpoint
@@ -104,6 +106,7 @@ class TrainingRunner:
         self._best_version = 0
         self._best_value: float | None = None
         self._regression = getattr(self.dataset, "task", "classification") == "regression"
+        self._on_update = on_update
 
     def pid(self) -> int:
         """The worker's process id (the fault tests kill it)."""
@@ -147,6 +150,8 @@ class TrainingRunner:
             self._infos.append(info)
             if data is not None:
                 self._best, self._best_version = data, self._best_version + 1
+        if self._on_update is not None:
+            self._on_update(info, data)
 
     def run(self) -> dict:
         """Train; the result dict (module docstring), with the best weights as checkpoint bytes."""
