@@ -23,8 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_ENTRY = "app/main.py"
 # The benchmarks drive the full browser a student runs. The tests drive Debian's headless
 # shell of the same Chromium (same Blink, no browser UI around it) where it is installed
-# (make test installs it): a quarter less CPU per tab, on a 2-core machine where the
-# 60-session test's tabs cost several times what the servers do.
+# (make test installs it): 38 CPU-s to open 20 sessions against 49 (one run each), on a
+# 2-core machine where the 60-session test's tabs cost several times what the servers do.
 CHROMIUM = os.environ.get("METAREP_CHROMIUM", "/usr/bin/chromium")
 HEADLESS_SHELL = "/usr/bin/chromium-headless-shell"
 TEST_CHROMIUM = os.environ.get("METAREP_CHROMIUM") or (
