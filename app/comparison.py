@@ -35,12 +35,13 @@ def compare(models: dict[str, state.SessionModel], dataset, settings: state.Sett
 
     Here, the models are scored in child processes, a few at once in the whole server
     (:mod:`metarep_core.parallel_eval`; ``on_wait(True/False)`` while all its slots are
-    held by other Compares), unless ``METAREP_COMPARE_PROCESSES=0``: then in this
-    thread, one after another. The scores are the same either way."""
+    held by other Compares), unless ``METAREP_COMPARE_PROCESSES=0`` or the Compare is
+    too small to pay for children (:func:`metarep_core.parallel_eval.worth_children`):
+    then in this thread, one after another. The scores are the same either way."""
     if cluster is not None:
         return _compare_on_cluster(models, dataset, settings, episodes, on_progress, cluster)
-    from metarep_core.parallel_eval import process_limit
-    if process_limit() > 0:
+    from metarep_core.parallel_eval import process_limit, worth_children
+    if process_limit() > 0 and worth_children(list(models), episodes):
         return _compare_in_processes(models, dataset, settings, episodes, on_progress, on_wait)
     regression = dataset.task == "regression"
     s, out = settings, {}

@@ -52,6 +52,22 @@ EPISODE_CPU_MS = {"imaml": 152, "reptile": 146, "maml": 64, "anil": 62, "matchin
 
 
 MIN_PIECE_MS = 1500  # a child's own start costs ~0.25 s of CPU (checkpoint, dataset): pieces no smaller
+# A Compare whose estimated CPU (EPISODE_CPU_MS x episodes, summed) is under this is scored
+# in the page's thread: its children's start would cost more than they save. Measured on
+# 2 cores: 2 fresh learners x 10 glyph episodes took 1.5 s in children, 0.85 s in a thread.
+IN_THREAD_BELOW_MS = 1500
+
+
+def estimated_cpu_ms(names, episodes: int) -> float:
+    """The CPU a Compare of ``names`` (algorithm names) x ``episodes`` should take in one
+    thread, from :data:`EPISODE_CPU_MS` (an unknown name counts as a middling one)."""
+    middle = sorted(EPISODE_CPU_MS.values())[len(EPISODE_CPU_MS) // 2]
+    return float(sum(EPISODE_CPU_MS.get(n, middle) for n in names) * episodes)
+
+
+def worth_children(names, episodes: int) -> bool:
+    """True when a Compare is big enough to pay for child processes (:data:`IN_THREAD_BELOW_MS`)."""
+    return estimated_cpu_ms(names, episodes) >= IN_THREAD_BELOW_MS
 
 
 def plan(names, episodes: int, slots: int) -> list[tuple[str, int, int]]:

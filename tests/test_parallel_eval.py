@@ -39,6 +39,7 @@ def test_processes_give_the_in_thread_scores_exactly(glyphs, monkeypatch):
     put back in order: every score equals the in-thread one."""
     models, settings = _models(glyphs), _settings()
     monkeypatch.setattr(parallel_eval, "MIN_PIECE_MS", 1)
+    monkeypatch.setattr(parallel_eval, "IN_THREAD_BELOW_MS", 0)  # children even for 6 episodes
     assert [p for p in parallel_eval.plan(LEARNERS, 6, 2) if p[0] == "reptile"] == [
         ("reptile", 0, 3), ("reptile", 3, 3)]
     monkeypatch.setenv(parallel_eval.ENV, "0")
@@ -67,6 +68,22 @@ def test_off_means_the_pages_own_thread(glyphs, monkeypatch):
     monkeypatch.setattr(parallel_eval, "parallel_episode_scores", lambda *a, **k: asked.append(a))
     results = comparison.compare(_models(glyphs, ("protonet",)), glyphs, _settings(), 2)
     assert len(results["protonet"]["scores"]) == 2 and asked == []
+
+
+def test_a_small_compare_is_scored_in_the_pages_thread(glyphs, monkeypatch):
+    """Children only where they pay back their start: 2 learners x 4 episodes stay in the
+    thread, the app's default 5 x 100 goes to children."""
+    monkeypatch.setenv(parallel_eval.ENV, "2")
+    assert not parallel_eval.worth_children(["protonet", "anil"], 4)
+    assert parallel_eval.worth_children(["protonet", "maml", "anil", "reptile", "versa"], 100)
+    asked = []
+    monkeypatch.setattr(parallel_eval, "parallel_episode_scores",
+                        lambda checkpoints, *a, **k: asked.append(sorted(checkpoints)))
+    results = comparison.compare(_models(glyphs, ("protonet", "anil")), glyphs, _settings(), 4)
+    assert asked == [] and len(results["anil"]["scores"]) == 4
+    with pytest.raises(TypeError):  # the stand-in returns None: this Compare did ask for children
+        comparison.compare(_models(glyphs, ("protonet", "anil")), glyphs, _settings(), 40)
+    assert asked == [["anil", "protonet"]]
 
 
 def test_a_bad_setting_is_refused_with_its_name(monkeypatch):
@@ -154,6 +171,7 @@ def test_an_uploaded_dataset_is_copied_to_the_children(glyphs, monkeypatch):
     upload = dataclasses.replace(glyphs, name="my-upload", params={})
     assert dataset_payload(upload)[0] == "copy"
     models, settings = _models(upload, ("protonet", "anil")), _settings()
+    monkeypatch.setattr(parallel_eval, "IN_THREAD_BELOW_MS", 0)  # children even for 4 episodes
     monkeypatch.setenv(parallel_eval.ENV, "0")
     in_thread = comparison.compare(models, upload, settings, 4)
     monkeypatch.setenv(parallel_eval.ENV, "2")
