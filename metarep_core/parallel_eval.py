@@ -78,8 +78,7 @@ def plan(names, episodes: int, slots: int) -> list[tuple[str, int, int]]:
     learner does not run alone on one core while the other idles), each piece at least
     :data:`MIN_PIECE_MS`; then the costliest pieces first (with ``slots`` slots the last
     to finish is not a long one started late). Ties keep the order of ``names``."""
-    middle = sorted(EPISODE_CPU_MS.values())[len(EPISODE_CPU_MS) // 2]
-    cost = {n: EPISODE_CPU_MS.get(n, middle) * episodes for n in names}
+    cost = {n: estimated_cpu_ms([n], episodes) for n in names}
     share = sum(cost.values()) / (3 * max(1, slots))
     pieces = []
     for n in names:

@@ -2,7 +2,7 @@
 # The end-to-end tests drive Debian's Chromium with Playwright. A browser download by
 # Playwright fails offline, so install the distribution's package where it is missing,
 # with a CJK font so that the 简体中文 pages render as text, not boxes, in screenshots.
-# The tests prefer its headless shell (same engine, a quarter less CPU per tab); where the
+# The tests prefer its headless shell (same engine, less CPU per tab: README); where the
 # distribution has none, they drive the full browser (tests/browser_harness.py).
 set -euo pipefail
 need=()
