@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -87,8 +88,6 @@ def _stop_everything_else(env: dict) -> None:
     if os.getpid() != 1:
         subprocess.run([_ray(), "stop", "--force"], env=env, capture_output=True, timeout=60)
         return
-    import signal
-
     os.kill(-1, signal.SIGKILL)  # from a namespace's process 1: every process of the namespace but itself
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

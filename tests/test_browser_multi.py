@@ -26,18 +26,17 @@ from playwright.sync_api import expect
 try:
     from app_harness import class_folder_zip, strings
     from browser_harness import EXCEPTION, wait_idle
-    from browser_harness import act as _act, nav as _nav, user_context as _context
+    from browser_harness import USER_SLOW_MS as SLOW_MS, act as _act, nav as _nav, user_context as _context
     from multi_harness import HAPROXY_CFG, STICKY_COOKIE, Deployment, render_haproxy_cfg
 except ImportError:  # tests/ as a package
     from tests.app_harness import class_folder_zip, strings
     from tests.browser_harness import EXCEPTION, wait_idle
-    from tests.browser_harness import act as _act, nav as _nav, user_context as _context
+    from tests.browser_harness import USER_SLOW_MS as SLOW_MS, act as _act, nav as _nav, user_context as _context
     from tests.multi_harness import HAPROXY_CFG, STICKY_COOKIE, Deployment, render_haproxy_cfg
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 EN = strings("en")
-SLOW_MS = 90_000
 STEPS = 3
 IMAGES_LOADED = """() => {
     const images = [...document.querySelectorAll("[data-testid='stMain'] img")];

@@ -17,15 +17,14 @@ from playwright.sync_api import expect
 
 try:
     from browser_harness import REPO_ROOT, wait_idle
-    from browser_harness import act as _act, nav as _nav, user_context as _context
+    from browser_harness import USER_SLOW_MS as SLOW_MS, act as _act, nav as _nav, user_context as _context
 except ImportError:  # tests/ as a package
     from tests.browser_harness import REPO_ROOT, wait_idle
-    from tests.browser_harness import act as _act, nav as _nav, user_context as _context
+    from tests.browser_harness import USER_SLOW_MS as SLOW_MS, act as _act, nav as _nav, user_context as _context
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 EN = json.loads((REPO_ROOT / "app" / "i18n" / "en.json").read_text(encoding="utf-8"))
-SLOW_MS = 90_000
 STEPS = 3
 
 
