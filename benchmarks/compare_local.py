@@ -46,7 +46,6 @@ def main() -> None:
     names = args.learners.split(",")
     models = {n: state.SessionModel(load_checkpoint(f"assets/checkpoints/{n}_omniglot_5w1s.safetensors")[0].eval(),
                                     source="shipped") for n in names}
-    settings = state.Settings(dataset="omniglot", n_way=5, k_shot=1, n_query=15, seed=0, split="test")
     process_runner.preload()  # as app/serve.py does at server start
     out = {"episodes": args.episodes, "nice": parallel_eval.NICE if args.nice is None else args.nice, "learners": names, "loadavg_before": loadavg(), "in_thread": {},
            "processes": {}}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import MetaRepError, check_positive_int
+from .errors import check_positive_int
 
 
 @dataclass

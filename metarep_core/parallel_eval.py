@@ -199,7 +199,7 @@ def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: st
     this Compare's children and frees their slots. MetaRepError when a child refuses
     (its own message) or dies."""
     from .cluster.runner import dataset_payload
-    from .process_runner import _mp_context
+    from .process_runner import mp_context
 
     limit = process_limit()
     if limit == 0:
@@ -210,7 +210,7 @@ def parallel_episode_scores(checkpoints: dict[str, bytes], dataset, *, split: st
     # a file descriptor (see process_runner). Our own object, made in this process.
     payload = pickle.dumps(dataset_payload(dataset), protocol=pickle.HIGHEST_PROTOCOL)
     nice = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + int(nice))
-    ctx = _mp_context()
+    ctx = mp_context()
     out = ctx.Queue()
     slots = _server_slots()
     pending = plan(list(checkpoints), int(episodes), limit)

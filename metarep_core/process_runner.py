@@ -40,8 +40,10 @@ _context = None
 _context_lock = threading.Lock()
 
 
-def _mp_context():
-    """The forkserver context, its server preloaded with torch and the learners."""
+def mp_context():
+    """The forkserver context, its server preloaded with torch and the learners: one per
+    process, shared by training (here), Compare's children (parallel_eval) and the tests'
+    measuring children."""
     global _context
     with _context_lock:
         if _context is None:
@@ -55,7 +57,7 @@ def preload() -> None:
     """Start the fork server now; it imports torch and the learners in its own process
     (~2 s of CPU), beside whatever this process does meanwhile. Returns at once; safe to
     call more than once."""
-    _mp_context()
+    mp_context()
     from multiprocessing import forkserver
     forkserver.ensure_running()
 
@@ -67,7 +69,7 @@ def _noop() -> None:
 def wait_ready(timeout_s: float = 120.0) -> None:
     """Block until the fork server has finished its imports (it forks a first, empty
     child only after them), so that they do not compete with the first page for the CPU."""
-    child = _mp_context().Process(target=_noop, name="metarep-forkserver-ready", daemon=True)
+    child = mp_context().Process(target=_noop, name="metarep-forkserver-ready", daemon=True)
     child.start()
     child.join(timeout_s)
 
@@ -134,7 +136,7 @@ class LocalProcessTraining:
         self.process = None
 
     def start(self) -> "LocalProcessTraining":
-        ctx = _mp_context()
+        ctx = mp_context()
         self._out = ctx.Queue()
         self._stop = ctx.Event()
         self.process = ctx.Process(

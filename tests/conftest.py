@@ -13,6 +13,20 @@ except ImportError:  # ... or a package, if someone adds tests/__init__.py
     from tests.browser_harness import TEST_CHROMIUM, StreamlitServer, launch_chromium
 
 
+def pytest_collection_finish(session):
+    """Start the training processes' fork server (metarep_core/process_runner.py: torch,
+    the learners, a first training step; ~5 s) as soon as the tests are collected, when a
+    selected test is marked ``child_processes``. The served app starts it the same way,
+    before it reports healthy (app/serve.py), so a user's first run finds it ready; here
+    the first such test would otherwise wait for its imports. Returns at once: the server
+    imports in its own process."""
+    if session.config.option.collectonly:
+        return
+    if any(item.get_closest_marker("child_processes") for item in session.items):
+        from metarep_core import process_runner
+        process_runner.preload()
+
+
 @pytest.fixture(scope="session")
 def app_server():
     """`streamlit run app/main.py` on a free port, healthy; torn down with its process group."""

@@ -36,7 +36,6 @@ def test_a_students_first_training_starts_from_a_fresh_initialisation():
     assert at.toggle(key="train_fresh").value is True
     # a model the student made is continued by default (the toggle is made again when the
     # Train page is opened again)
-    from app import state
     key = ("protonet", state.DEFAULTS.dataset, 5, (1, 28, 28))
     shipped = at.session_state["models"][key]
     at.session_state["models"] = {key: state.SessionModel(shipped.learner, "trained", {"steps": 3}, 99)}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from app import comparison, persistence, state
+from app import persistence, state
 from streamlit.testing.v1 import AppTest
 
 from app_harness import MAIN, goto, new_app, problems, set_and_run, strings, texts

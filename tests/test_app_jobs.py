@@ -11,6 +11,7 @@ import pytest
 
 from app_harness import goto, new_app, set_and_run, strings
 
+pytestmark = pytest.mark.child_processes  # training runs in child processes
 EN = strings("en")
 
 

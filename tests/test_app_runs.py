@@ -3,6 +3,7 @@ new session opened with only ``?run=<token>`` (what a reload or the copied link 
 new Streamlit session). The store is the test session's SQLite file (conftest.py)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -11,6 +12,7 @@ from app_harness import MAIN, class_folder_zip, goto, new_app, problems, set_and
 from metarep_core.data import load_dataset
 from metarep_core.store import RunStore
 
+pytestmark = pytest.mark.child_processes  # training runs in a child process
 EN = strings("en")
 KEY = ("protonet", state.DEFAULTS.dataset, 5, (1, 28, 28))  # the default settings' model
 

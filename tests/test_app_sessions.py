@@ -14,6 +14,7 @@ import torch
 from app import state
 from app_harness import class_folder_zip, goto, new_app, problems, set_and_run, strings, texts
 
+pytestmark = pytest.mark.child_processes  # training runs in child processes
 EN = strings("en")
 
 

@@ -13,8 +13,6 @@ import io
 import json
 import os
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -31,7 +29,9 @@ from metarep_core.checkpoints import load_checkpoint, read_config
 from metarep_core.data import load_dataset, load_image_archive
 from metarep_core.errors import MetaRepError
 from metarep_core.learners import available, build_learner, get_learner_class
+from upload_probe import read_in_child
 
+pytestmark = pytest.mark.child_processes  # the upload figures are read in a child (tests/upload_probe.py)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MB = 2**20
 
@@ -293,44 +293,16 @@ def most_images(tiny_png) -> bytes:
     return zip_of({f"c{i % 10}/{i}.png": tiny_png for i in range(limits.MAX_IMAGES)})
 
 
-# An upload's figure is taken in a fresh Python process that reads the archive as the app
-# does and nothing else. In this test process, late in the full suite, the same read
-# measured about three times its cost alone (11.7 s here, 17 s in CI, against 4.1 s; the
-# cause was not found: process_time counts every thread the process has).
-_READ_ARCHIVE = """
-import json, os, sys, time
-from pathlib import Path
-from metarep_core.data import load_image_archive
-from metarep_core.errors import MetaRepError
-data, kwargs = Path(sys.argv[1]).read_bytes(), json.loads(sys.argv[2])
-page = os.sysconf("SC_PAGE_SIZE")
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * page
-base, cpu = rss(), time.process_time()
-try:
-    d = load_image_archive(data, **kwargs)
-    out = {"images": sum(x.shape[0] for x in d.images), "classes": d.n_classes}
-except MetaRepError as exc:
-    out = {"refused": str(exc)}
-out["cpu_s"] = time.process_time() - cpu
-# VmHWM: the peak resident size since this process's exec (ru_maxrss would carry the
-# parent's size at fork); a peak during the imports above would count too (conservative)
-hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-out["growth"] = int(hwm.split()[1]) * 1024 - base
-print(json.dumps(out))
-"""
-
-
 def read_in_fresh_process(data: bytes, tmp_path, **kwargs) -> dict:
-    """load_image_archive(data, **kwargs) in a new process: its outcome ("images" and
-    "classes", or "refused" with the message), "cpu_s" and peak "growth" (bytes)."""
+    """load_image_archive(data, **kwargs) in a process that has read nothing else
+    (tests/upload_probe.py says why): its outcome ("images" and "classes", or "refused"
+    with the message), "cpu_s" and peak "growth" (bytes)."""
     path = tmp_path / "upload.zip"
     path.write_bytes(data)
-    done = subprocess.run([sys.executable, "-c", _READ_ARCHIVE, str(path), json.dumps(kwargs)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    path.unlink()
-    return json.loads(done.stdout.splitlines()[-1])
+    try:
+        return read_in_child(path, **kwargs)
+    finally:
+        path.unlink()
 
 
 def test_more_images_than_the_cap_are_refused(most_images, tiny_png, tmp_path):

@@ -16,6 +16,7 @@ from metarep_core.checkpoints import checkpoint_to_bytes
 from metarep_core.data import load_dataset
 from metarep_core.errors import MetaRepError
 
+pytestmark = pytest.mark.child_processes  # Compare's children
 LEARNERS = ("protonet", "matching", "maml", "anil", "reptile")  # the Compare page's usual five
 
 

@@ -12,6 +12,7 @@ import torch
 
 from app_harness import strings
 
+pytestmark = pytest.mark.child_processes  # training runs in child processes
 EN = strings("en")
 DATASET = "glyphs"
 

@@ -7,7 +7,6 @@ import csv
 import io
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 

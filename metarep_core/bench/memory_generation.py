@@ -12,7 +12,6 @@ before timing and cycled), 5-way 1-shot with 15 queries per class,
 """
 from __future__ import annotations
 
-import torch
 
 from ..learners import build_learner
 from ._timing import median, peak_rss_mb, rss_now_mb, setup, time_windows

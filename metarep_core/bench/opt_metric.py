@@ -15,7 +15,6 @@ class, ``torch.set_num_threads(2)``, warm-up then windows, median of window rate
 """
 from __future__ import annotations
 
-import torch
 
 from ..learners import build_learner
 from ._timing import median, peak_rss_mb, rss_now_mb, setup, time_windows

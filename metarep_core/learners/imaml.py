@@ -139,7 +139,6 @@ class IMAML(MetaLearner):
 
     def adapt(self, episode: Episode, record: bool = False) -> Adapted:
         theta = detached_params(split_state(self.net)[0])
-        lam = self.hp["lam"]
         trace = [] if record else None
         dist: list[float] = []
         grad_norms: list[float] = []
