@@ -23,10 +23,12 @@ still leaves them), and the result dict.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.context
 import os
 import pickle
 import queue as queue_module
 import threading
+from multiprocessing import popen_forkserver, spawn
 
 from .cluster.runner import TrainingRunner, WorkerLost, dataset_payload
 
@@ -39,15 +41,55 @@ POLL_S = 0.25  # how often the driver looks at a child that sends nothing (its l
 _context = None
 _context_lock = threading.Lock()
 
+# Streamlit runs each page script as a fresh module installed as sys.modules["__main__"]
+# (with __file__ = app/main.py) and never puts the real one back. multiprocessing hands
+# a child the parent's __main__ to import again ("init_main_from_path"), so every child
+# started after the first page run executed the whole page script first, in bare mode:
+# 3.1 s of a training's start here (measured under AppTest). Our children's targets are
+# module functions; none needs __main__. The flag is per thread, so only processes
+# started through this module's context go without it.
+_launching = threading.local()
+_get_preparation_data = spawn.get_preparation_data
+
+
+def _preparation_data_without_main(name):
+    data = _get_preparation_data(name)
+    if getattr(_launching, "without_main", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+spawn.get_preparation_data = _preparation_data_without_main
+
+
+class _Popen(popen_forkserver.Popen):
+    def _launch(self, process_obj):
+        _launching.without_main = True
+        try:
+            super()._launch(process_obj)
+        finally:
+            _launching.without_main = False
+
+
+class _Process(multiprocessing.context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        return _Popen(process_obj)
+
+
+class _Context(multiprocessing.context.ForkServerContext):
+    Process = _Process
+
 
 def mp_context():
     """The forkserver context, its server preloaded with torch and the learners: one per
     process, shared by training (here), Compare's children (parallel_eval) and the tests'
-    measuring children."""
+    measuring children. Its children do not import the parent's ``__main__`` (above)."""
     global _context
     with _context_lock:
         if _context is None:
-            ctx = multiprocessing.get_context("forkserver")
+            ctx = _Context()
             ctx.set_forkserver_preload(list(PRELOAD))
             _context = ctx
         return _context

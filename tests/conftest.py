@@ -13,6 +13,13 @@ except ImportError:  # ... or a package, if someone adds tests/__init__.py
     from tests.browser_harness import TEST_CHROMIUM, StreamlitServer, launch_chromium
 
 
+def pytest_collection_modifyitems(config, items):
+    """The modules marked ``child_processes`` run after the others (their own order kept):
+    the fork server started below is then ready when they need it, its ~5 s of imports
+    spent beside other tests instead of waited for."""
+    items.sort(key=lambda item: item.get_closest_marker("child_processes") is not None)
+
+
 def pytest_collection_finish(session):
     """Start the training processes' fork server (metarep_core/process_runner.py: torch,
     the learners, a first training step; ~5 s) as soon as the tests are collected, when a

@@ -145,3 +145,32 @@ def test_an_uploaded_dataset_is_sent_to_the_training_process(board):
     assert pickle.loads(job.remote.payload)[0] == "copy"
     job.wait(240)
     assert job.status == "done" and len(job.history) == 30, (job.status, job.error)
+
+
+def report_main_module(conn) -> None:
+    """In a child: what it has as ``__main__`` (sent to the parent)."""
+    import sys
+    conn.send({name: getattr(sys.modules.get(name), "__file__", None)
+               for name in ("__main__", "__mp_main__")})
+    conn.close()
+
+
+def test_a_child_started_after_a_page_run_does_not_run_the_page_script():
+    """Streamlit leaves the page script installed as ``__main__``; multiprocessing would
+    have every child execute it again before its target (3.1 s of each training's start)."""
+    import sys
+
+    from app_harness import MAIN, new_app
+    from metarep_core.process_runner import mp_context
+    new_app()
+    assert sys.modules["__main__"].__file__ == str(MAIN)  # what Streamlit leaves behind
+    ctx = mp_context()
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=report_main_module, args=(send,), daemon=True)
+    child.start()
+    send.close()
+    assert receive.poll(120), "the child sent nothing"
+    got = receive.recv()
+    child.join(30)
+    # the fork server's own __main__ (python -c), not the page script run again
+    assert str(MAIN) not in got.values(), got
