@@ -53,8 +53,10 @@ EPISODE_CPU_MS = {"imaml": 152, "reptile": 146, "maml": 64, "anil": 62, "matchin
 
 MIN_PIECE_MS = 1500  # a child's own start costs ~0.25 s of CPU (checkpoint, dataset): pieces no smaller
 # A Compare whose estimated CPU (EPISODE_CPU_MS x episodes, summed) is under this is scored
-# in the page's thread: its children's start would cost more than they save. Measured on
-# 2 cores: 2 fresh learners x 10 glyph episodes took 1.5 s in children, 0.85 s in a thread.
+# in the page's thread: its children's start would cost as much as they save. Measured on
+# 2 cores under AppTest, the fork server ready (two runs each): ProtoNet and ANIL x 10
+# Omniglot episodes (1020 ms estimated) 0.39-0.42 s in the thread, 0.38-0.42 s in children;
+# x 20 (2040 ms) 0.70-0.73 s against 0.51-0.57 s.
 IN_THREAD_BELOW_MS = 1500
 
 
