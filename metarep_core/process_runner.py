@@ -96,9 +96,10 @@ def mp_context():
 
 
 def preload() -> None:
-    """Start the fork server now; it imports torch and the learners in its own process
-    (~2 s of CPU), beside whatever this process does meanwhile. Returns at once; safe to
-    call more than once."""
+    """Start the fork server now; it imports torch and the learners and takes a warm step
+    (:mod:`metarep_core.process_warm`; 3-5 s of CPU on this machine, torch._dynamo, which
+    torch imports on the first optimiser, among them) in its own process, beside whatever
+    this process does meanwhile. Returns at once; safe to call more than once."""
     mp_context()
     from multiprocessing import forkserver
     forkserver.ensure_running()
