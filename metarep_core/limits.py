@@ -3,9 +3,10 @@ app and the tests quote the same numbers.
 
 One server is shared by a whole class, so no single upload, checkpoint or command
 line may cost more than a bounded amount of memory and CPU. The figures these
-bounds are chosen to keep (tested in ``tests/test_limits.py``): any single upload
-or checkpoint grows the process by at most 300 MB and costs at most 10 s of CPU,
-and anything past a bound is refused with a message naming the bound.
+bounds are chosen to keep (tested in ``tests/test_limits.py`` and
+``tests/test_upload_limits.py``): any single upload or checkpoint grows the process
+by at most 300 MB and costs at most 10 s of CPU, and anything past a bound is
+refused with a message naming the bound.
 """
 from __future__ import annotations
 

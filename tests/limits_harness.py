@@ -1,7 +1,8 @@
-"""What reading one upload archive costs, measured in a process that has read nothing
-else (tests/test_limits.py).
+"""Measuring what one input costs (tests/test_limits.py, tests/test_upload_limits.py):
+in this process (:func:`cost`), or, for an upload archive, in a process that has read
+nothing else (:func:`read_in_child`).
 
-The process is a child of the training processes' fork server
+That process is a child of the training processes' fork server
 (:func:`metarep_core.process_runner.mp_context`): torch and the data code are imported
 there once, so a read no longer pays a fresh interpreter's imports (~1.5 s each), and the
 child's figures count the read alone. In the pytest process itself, late in the full
@@ -10,7 +11,52 @@ against 4.1 s; the cause was not found: ``process_time`` counts every thread).
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
+from contextlib import contextmanager
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MB = 2**20
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+@contextmanager
+def cost():
+    """Peak resident-memory growth (bytes) and CPU seconds of the block, in this process.
+
+    ru_maxrss is the lifetime peak (an earlier test may have set it higher), so the
+    resident size is sampled every 2 ms instead; allocations as big as the ones
+    refused here take far longer than that to fill."""
+    figures = {}
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu = time.process_time()
+    try:
+        yield figures
+    finally:
+        figures["cpu_s"] = time.process_time() - cpu
+        done.set()
+        sampler.join()
+        figures["growth"] = max(peak[0], _rss()) - base
+
+
+def assert_within_figure(figures, growth=300 * MB, cpu_s=10.0):
+    assert figures["growth"] <= growth, f"memory grew {figures['growth'] / MB:.0f} MB"
+    assert figures["cpu_s"] <= cpu_s, f"{figures['cpu_s']:.1f} s of CPU"
 
 
 def _status_kb(field: str) -> int:
