@@ -60,7 +60,8 @@ def assert_within_figure(figures, growth=300 * MB, cpu_s=10.0):
 
 
 def _status_kb(field: str) -> int:
-    line = next(line for line in open("/proc/self/status") if line.startswith(field + ":"))
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
     return int(line.split()[1])
 
 
